@@ -1,0 +1,268 @@
+"""The storage interface every store implements (TimescaleDB, SQLite).
+
+Both implementations pass the same contract tests (tests/hub/storage). Times
+are epoch microseconds (UTC) at this interface; stores keep them exactly.
+
+One call to :meth:`Store.write` is one transaction: the idempotency keys of
+its batches, the new readings, the latest values, the devices' last-seen
+times, the loss accounting and the dead letters commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from protocol.models import GatewayState
+from protocol.readings import Reading, Reject, SeriesBlock
+
+
+@dataclass(slots=True)
+class IngestItem:
+    """What one received message contributes to a write.
+
+    Attributes:
+        gateway: the gateway it came through, or None for a plain sensor.
+        seq: the batch seq; with ``gateway`` the idempotency key. None for
+            readings without a seq, which rely on the (series, ts) key alone.
+        blocks: the validated readings.
+        rejects: the readings and fields that failed validation (counted).
+        notices: counts that are not rejects (``clock_not_set``, ...).
+        devices: every device the message showed alive, even with no reading
+            left (a broken sensor on a live device, case C01).
+        received_us: when the hub received the message.
+    """
+
+    gateway: str | None
+    seq: int | None
+    blocks: list[SeriesBlock]
+    received_us: int
+    rejects: list[Reject] = field(default_factory=list)
+    notices: Counter[str] = field(default_factory=Counter)
+    devices: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A payload (or part of one) that was rejected, kept for inspection."""
+
+    topic: str
+    payload: bytes
+    reason: str
+    detail: str
+    received_us: int
+    gateway: str | None = None
+    device: str | None = None
+
+
+@dataclass(slots=True)
+class WriteResult:
+    """What a write stored.
+
+    Attributes:
+        new: the readings stored for the first time, per series (only these go
+            on to the processors, so that nothing is processed twice).
+        duplicates: readings skipped because their (series, ts) or their
+            batch's (gateway, seq) was already stored.
+        batches: every (gateway, seq) of the write that is now committed,
+            whether new or seen before; the hub acks all of them.
+        duplicate_batches: those among ``batches`` that had been stored before.
+    """
+
+    new: list[SeriesBlock] = field(default_factory=list)
+    duplicates: int = 0
+    batches: list[tuple[str, int]] = field(default_factory=list)
+    duplicate_batches: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def inserted(self) -> int:
+        """How many readings were stored for the first time."""
+        return sum(len(b) for b in self.new)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """A device as the registry knows it."""
+
+    id: str
+    gateway: str | None = None
+    name: str | None = None
+    #: An exact MQTT topic this device publishes on (adapters, case C10).
+    mqtt_topic: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    expected_interval_s: float | None = None
+    first_seen_us: int | None = None
+    last_seen_us: int | None = None
+    online: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayInfo:
+    """A gateway as the registry knows it, with its last reported state."""
+
+    id: str
+    status: str = "unknown"
+    agent: str = ""
+    first_seen_us: int | None = None
+    last_seen_us: int | None = None
+    buffer_readings: int = 0
+    buffer_bytes: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One time bucket of an aggregate: its start and the figures in it."""
+
+    start_us: int
+    count: int
+    min: float
+    max: float
+    avg: float
+    sum: float
+    last: float
+
+
+@dataclass(frozen=True, slots=True)
+class Accounting:
+    """What happened to one device's or gateway's data over a window.
+
+    ``received`` counts readings stored, ``duplicates`` readings received again,
+    ``rejected`` and ``dropped`` (at the edge) are by reason.
+    """
+
+    received: int = 0
+    duplicates: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    notices: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def completeness(self) -> float | None:
+        """Share of readings produced that were stored (None with no data)."""
+        lost = sum(self.rejected.values()) + sum(self.dropped.values())
+        total = self.received + lost
+        return self.received / total if total else None
+
+
+Scope = Literal["device", "gateway"]
+
+
+class Store(Protocol):
+    """What the hub and the API need from a store."""
+
+    #: "timescaledb" or "sqlite", for logs and /healthz.
+    kind: str
+    #: Optional server features found at start-up, e.g. {"compression": False}.
+    features: dict[str, bool]
+
+    def migrate(self) -> list[int]:
+        """Apply pending schema migrations; return the versions applied."""
+        ...
+
+    def write(
+        self,
+        items: list[IngestItem],
+        dead_letters: list[DeadLetter] = (),  # type: ignore[assignment]
+    ) -> WriteResult:
+        """Store messages in one transaction (see the module docstring)."""
+        ...
+
+    def record_dead_letters(self, letters: list[DeadLetter]) -> None:
+        """Store rejected payloads on their own (no readings with them)."""
+        ...
+
+    def record_gateway_state(self, state: GatewayState, received_us: int) -> None:
+        """Keep a gateway's reported state; ``offline`` marks its devices too.
+
+        Edge drop counters in the state are cumulative: the store keeps the
+        increase since the last state as drops in the accounting.
+        """
+        ...
+
+    def upsert_device(self, device: DeviceInfo) -> None:
+        """Create a device ahead of time, or update its registry fields."""
+        ...
+
+    def get_device(self, device_id: str) -> DeviceInfo | None:
+        """One device, or None."""
+        ...
+
+    def list_devices(self, gateway: str | None = None) -> list[DeviceInfo]:
+        """Every device, ordered by id, optionally of one gateway."""
+        ...
+
+    def device_for_topic(self, topic: str) -> str | None:
+        """The id of the device registered with this exact MQTT topic."""
+        ...
+
+    def get_gateway(self, gateway_id: str) -> GatewayInfo | None:
+        """One gateway, or None."""
+        ...
+
+    def list_gateways(self) -> list[GatewayInfo]:
+        """Every gateway, ordered by id."""
+        ...
+
+    def readings(
+        self,
+        device: str,
+        metric: str | None = None,
+        from_us: int | None = None,
+        to_us: int | None = None,
+        limit: int = 10_000,
+    ) -> list[Reading]:
+        """Readings of a device in ``[from_us, to_us)``, oldest first."""
+        ...
+
+    def latest(self, device: str) -> list[Reading]:
+        """Each metric's reading with the newest reading time (not arrival)."""
+        ...
+
+    def aggregate(
+        self,
+        device: str,
+        metric: str,
+        bucket_s: int,
+        from_us: int,
+        to_us: int,
+        tz: str = "UTC",
+    ) -> list[Bucket]:
+        """Readings in ``[from_us, to_us)`` in buckets of ``bucket_s`` seconds.
+
+        Buckets of a day or longer follow local days in ``tz`` (a DST day has
+        23 or 25 hours); shorter buckets are fixed lengths of absolute time, so
+        the repeated hour of a fall-back day is two buckets (case C15).
+        """
+        ...
+
+    def accounting(
+        self,
+        scope: Scope,
+        ident: str,
+        from_us: int | None = None,
+        to_us: int | None = None,
+    ) -> Accounting:
+        """Loss accounting of a device or gateway over a window of receive time."""
+        ...
+
+    def count_readings(self, device: str | None = None) -> int:
+        """How many readings are stored (for one device, or all)."""
+        ...
+
+    def drop_before(self, before_us: int) -> int:
+        """Retention: remove readings older than ``before_us``.
+
+        Returns:
+            Chunks dropped (TimescaleDB drops whole chunks) or rows deleted.
+        """
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """Cheap figures for /healthz: kind, readings, devices, dead letters."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
