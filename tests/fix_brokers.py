@@ -43,13 +43,16 @@ class BrokerProcess:
             "log_dest stderr\n"
             "log_type error\n"
             "log_type warning\n"
+            # As root, Mosquitto drops to its own user, which cannot write the
+            # test's private folder: its persistence would fail unnoticed.
+            + ("user root\n" if os.geteuid() == 0 else "")
         )
         return [mosquitto_binary(), "-c", str(conf)]
 
     def start(self) -> None:
         """Start the broker and wait until it accepts connections."""
-        log = open(self._workdir / f"{self.kind}.log", "ab")  # noqa: SIM115
-        self._proc = subprocess.Popen(self._command(), stdout=log, stderr=log)
+        with open(self._workdir / f"{self.kind}.log", "ab") as log:
+            self._proc = subprocess.Popen(self._command(), stdout=log, stderr=log)
         wait_port(self.port, timeout=15)
 
     def stop(self) -> None:

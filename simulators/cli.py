@@ -1,0 +1,361 @@
+"""Click commands ``replay`` and ``simulate`` (mounted under ``streamflow``).
+
+Both hand readings either to real edge agents running in this process
+(``--via edge``, the default: each simulated gateway buffers on disk and
+forwards batches to the hub's broker) or to a broker as plain JSON sensors
+(``--via mqtt``: what a site's local broker sees from gateway-less devices).
+They stop by themselves at their bound, or on Ctrl-C, and print one summary
+line with exact counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from simulators.datasets import SHIPPED_DATA
+from simulators.errors import SimulatorError
+from simulators.fleet import FaultRates, FleetSpec
+from simulators.fleet import simulate as simulate_fleet
+from simulators.gateways import EdgeGatewaySink, gateway_ids
+from simulators.replay import ReplayOptions, replay_path
+from simulators.sinks import MqttSensorSink, Sink
+from simulators.timeline import TimestampMode
+
+_LOGGER = logging.getLogger(__name__)
+
+_VIA = click.Choice(["edge", "mqtt"])
+_RATES = FaultRates()
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM, so that a run ends cleanly."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        _LOGGER.info("stopping on signal=%d", signum)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def _make_sink(
+    via: str,
+    gateways: list[str],
+    hub_url: str,
+    mqtt_url: str,
+    edge_dir: Path,
+    client_id: str,
+    username: str | None,
+    password: str | None,
+) -> Sink:
+    if via == "mqtt":
+        return MqttSensorSink(
+            mqtt_url, client_id=client_id, username=username, password=password
+        )
+    settings: dict[str, Any] = {}
+    if username:
+        settings["username"] = username
+    if password:
+        settings["password"] = password
+    return EdgeGatewaySink(gateways, hub_url, edge_dir, settings)
+
+
+def _common(func: Any) -> Any:
+    """The options replay and simulate share: where readings go."""
+    options = [
+        click.option(
+            "--via",
+            type=_VIA,
+            default="edge",
+            show_default=True,
+            help="edge: through in-process edge agents to the hub's broker; "
+            "mqtt: publish as plain JSON sensors to --mqtt-url",
+        ),
+        click.option(
+            "--hub-url",
+            default="mqtt://127.0.0.1:1883",
+            show_default=True,
+            help="the hub's broker, for --via edge",
+        ),
+        click.option(
+            "--mqtt-url",
+            default="mqtt://127.0.0.1:1883",
+            show_default=True,
+            help="the broker sensors publish to, for --via mqtt",
+        ),
+        click.option(
+            "--edge-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=Path("sim-edge-data"),
+            show_default=True,
+            help="folder of the simulated gateways' disk buffers (--via edge)",
+        ),
+        click.option(
+            "--username",
+            envvar="STREAMFLOW_SIM_USERNAME",
+            help="broker user name [env STREAMFLOW_SIM_USERNAME]",
+        ),
+        click.option(
+            "--password",
+            envvar="STREAMFLOW_SIM_PASSWORD",
+            help="broker password [env STREAMFLOW_SIM_PASSWORD]",
+        ),
+        click.option(
+            "--progress/--no-progress",
+            default=None,
+            help="live progress bar [default: when stderr is a terminal]",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.command("replay")
+@click.option(
+    "--data",
+    type=click.Path(exists=True, path_type=Path),
+    default=SHIPPED_DATA,
+    show_default="the shipped Intel lab slice",
+    help="a data file or a folder of them",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["intel", "nab", "uci", "auto"]),
+    default="auto",
+    show_default=True,
+    help="the data format; auto detects it from each file's first line",
+)
+@click.option(
+    "--speedup",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="data seconds per wall second (60: an hour a minute); 0: as fast as possible",
+)
+@click.option(
+    "--timestamps",
+    type=click.Choice([m.value for m in TimestampMode]),
+    default=TimestampMode.NOW.value,
+    show_default=True,
+    help="now: shift to a live clock, compressed by the speed-up; original: "
+    "keep the recorded times",
+)
+@click.option(
+    "--gateways",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="simulated gateways; devices are spread over them round-robin",
+)
+@click.option(
+    "--gateway-prefix",
+    default="replay-gw",
+    show_default=True,
+    help="gateway ids are PREFIX-1 ... PREFIX-N",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    help="stop after this many seconds",
+)
+@click.option("--limit", type=click.IntRange(min=0), help="stop after N readings")
+@click.option(
+    "--loop/--no-loop",
+    default=False,
+    help="start again at the beginning when the data ends (needs --speedup > 0)",
+)
+@click.option(
+    "--client-id",
+    default="sf-replay",
+    show_default=True,
+    help="MQTT client id for --via mqtt (its persistent session)",
+)
+@_common
+def replay(
+    data: Path,
+    fmt: str,
+    speedup: float,
+    timestamps: str,
+    gateways: int,
+    gateway_prefix: str,
+    duration: float | None,
+    limit: int | None,
+    loop: bool,
+    client_id: str,
+    via: str,
+    hub_url: str,
+    mqtt_url: str,
+    edge_dir: Path,
+    username: str | None,
+    password: str | None,
+    progress: bool | None,
+) -> None:
+    """Replay recorded sensor data as a live site."""
+    try:
+        options = ReplayOptions(
+            speedup=speedup,
+            timestamps=TimestampMode(timestamps),
+            duration_s=duration,
+            limit=limit,
+            loop=loop,
+            progress=sys.stderr.isatty() if progress is None else progress,
+        )
+        ids = gateway_ids(gateways, gateway_prefix)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    sink = _make_sink(
+        via, ids, hub_url, mqtt_url, edge_dir, client_id, username, password
+    )
+    try:
+        summary = replay_path(data, sink, fmt, options, _stop_on_signals())
+    except SimulatorError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(summary.line())
+
+
+@click.command("simulate")
+@click.option(
+    "--gateways",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="simulated gateways",
+)
+@click.option(
+    "--devices",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="devices per gateway",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="seconds between two reports of a device",
+)
+@click.option(
+    "--seed", type=int, default=1, show_default=True, help="random generator seed"
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    help="stop after this many seconds [default: until Ctrl-C]",
+)
+@click.option("--count", type=click.IntRange(min=0), help="stop after N readings")
+@click.option(
+    "--spike-rate",
+    type=click.FloatRange(0, 1),
+    default=_RATES.spike,
+    show_default=True,
+    help="chance that a reading is a spike",
+)
+@click.option(
+    "--stuck-rate",
+    type=click.FloatRange(0, 1),
+    default=_RATES.stuck,
+    show_default=True,
+    help="chance per report that a device gets stuck (30 reports)",
+)
+@click.option(
+    "--dropout-rate",
+    type=click.FloatRange(0, 1),
+    default=_RATES.dropout,
+    show_default=True,
+    help="chance per report that a device goes silent (60 reports)",
+)
+@click.option(
+    "--client-id",
+    default="sf-simulate",
+    show_default=True,
+    help="MQTT client id for --via mqtt (its persistent session)",
+)
+@_common
+def simulate(
+    gateways: int,
+    devices: int,
+    interval: float,
+    seed: int,
+    duration: float | None,
+    count: int | None,
+    spike_rate: float,
+    stuck_rate: float,
+    dropout_rate: float,
+    client_id: str,
+    via: str,
+    hub_url: str,
+    mqtt_url: str,
+    edge_dir: Path,
+    username: str | None,
+    password: str | None,
+    progress: bool | None,
+) -> None:
+    """Simulate a synthetic fleet: daily cycles, noise, drift and faults."""
+    spec = FleetSpec(
+        gateways=gateways,
+        devices=devices,
+        interval_s=interval,
+        seed=seed,
+        faults=FaultRates(spike=spike_rate, stuck=stuck_rate, dropout=dropout_rate),
+    )
+    sink = _make_sink(
+        via,
+        spec.gateway_ids(),
+        hub_url,
+        mqtt_url,
+        edge_dir,
+        client_id,
+        username,
+        password,
+    )
+    if isinstance(sink, EdgeGatewaySink):
+        # The fleet knows which gateway each device sits behind.
+        sink.assignment.update({dev: gw for gw, dev in spec.device_ids()})
+    show = sys.stderr.isatty() if progress is None else progress
+    try:
+        sink.start()
+        try:
+            result = simulate_fleet(
+                spec, sink, duration, count, _stop_on_signals(), show
+            )
+        finally:
+            sink.close()
+    except SimulatorError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(result.summary.line())
+    kinds = Counter(event.kind for event in result.faults)
+    click.echo(
+        "faults injected: "
+        + (" ".join(f"{k}={v}" for k, v in sorted(kinds.items())) or "none")
+    )
+
+
+@click.group()
+@click.option("-v", "--verbose", count=True, help="more log output (-v, -vv)")
+def main(verbose: int) -> None:
+    """StreamFlow simulators (standalone; ``streamflow`` mounts the same)."""
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
+
+
+main.add_command(replay)
+main.add_command(simulate)
+
+
+if __name__ == "__main__":
+    main()
