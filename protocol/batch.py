@@ -139,7 +139,9 @@ def _decode_series(
         reason = (
             RejectReason.BAD_DEVICE_ID if loc == "dev" else RejectReason.BAD_ENVELOPE
         )
-        out.rejects.append(Reject(reason, f"{path}.{loc}", err["msg"]))
+        # A series that is not an object at all has an empty location.
+        where = f"{path}.{loc}" if loc else path
+        out.rejects.append(Reject(reason, where, err["msg"]))
         return
     block = SeriesBlock(cols.dev, cols.metric, cols.unit)
     if len(cols.ts) != len(cols.values):

@@ -2,8 +2,11 @@
 
 Decoding goes in this order, each step with its own reject reason: size
 (``payload_too_large``, before anything else is done), emptiness, compression
-recognised by magic bytes (gzip, zstd), UTF-8, then JSON. A JSON text that
-fails only because of bare ``nan``/``inf`` tokens (firmware that prints
+recognised by magic bytes (gzip, zstd), UTF-8, then JSON. A compressed body
+is inflated only up to its limit, so that a small bomb never allocates more
+than that. A UTF-8 byte order mark before the JSON text is skipped (RFC 8259
+section 8.1 lets a parser ignore it; Windows tools write one). A JSON text
+that fails only because of bare ``nan``/``inf`` tokens (firmware that prints
 ``printf("%f")`` into JSON, case C01) is read again with those tokens as
 marked strings, so that each such field becomes a ``non_finite_value`` reject
 of its own and the rest of the message is kept.
@@ -11,6 +14,7 @@ of its own and the rest of the message is kept.
 
 from __future__ import annotations
 
+import io
 import re
 import zlib
 from typing import Any, Literal
@@ -31,9 +35,12 @@ Compression = Literal["none", "gzip", "zstd"]
 
 # A string literal (with escapes) or a bare non-finite token; strings are
 # matched first so that "nan" inside a string is left alone.
+# "%+f" prints a sign on both.
 _TOKEN_RE = re.compile(
-    rb'"(?:[^"\\]|\\.)*"|(?<![\w.])-?(?:nan|NaN|NAN|inf|Inf|INF|Infinity|infinity)(?![\w.])'
+    rb'"(?:[^"\\]|\\.)*"'
+    rb"|(?<![\w.])[-+]?(?:nan|NaN|NAN|inf|Inf|INF|Infinity|infinity)(?![\w.])"
 )
+_BOM = b"\xef\xbb\xbf"
 
 
 def read_payload(
@@ -62,6 +69,8 @@ def read_payload(
     if not payload:
         raise DecodeError(RejectReason.EMPTY_PAYLOAD)
     body = inflate(payload, max_inflated)
+    if body.startswith(_BOM):
+        body = body[len(_BOM) :]
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -104,15 +113,28 @@ def _inflate_zstd(payload: bytes, limit: int) -> bytes:
         import zstandard
     except ImportError:  # a gateway install has no zstandard
         raise DecodeError(RejectReason.UNSUPPORTED_COMPRESSION, "", "zstd") from None
+    # Bounded first: a one-shot decompress allocates whatever size the frame
+    # header claims, and decompressobj inflates a bomb whole before we can
+    # look at its size. The stream reader stops at limit + 1 bytes.
     try:
-        reader = zstandard.ZstdDecompressor().decompressobj()
-        body: bytes = reader.decompress(payload)
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(payload))
+        body: bytes = reader.read(limit + 1)
     except zstandard.ZstdError as exc:
         raise DecodeError(RejectReason.BAD_COMPRESSION, "", f"zstd: {exc}") from exc
     if len(body) > limit:
         raise DecodeError(
             RejectReason.BAD_COMPRESSION, "", f"inflates past {limit} bytes"
         )
+    # The reader returns a truncated frame's prefix without an error; a
+    # second pass, now known to stay under the limit, tells whether the frame
+    # ended.
+    inflater = zstandard.ZstdDecompressor().decompressobj()
+    try:
+        inflater.decompress(payload)
+    except zstandard.ZstdError as exc:
+        raise DecodeError(RejectReason.BAD_COMPRESSION, "", f"zstd: {exc}") from exc
+    if not inflater.eof:
+        raise DecodeError(RejectReason.BAD_COMPRESSION, "", "zstd: truncated body")
     return body
 
 

@@ -13,10 +13,12 @@ from enum import StrEnum
 from protocol.const import ID_PATTERN, TOPIC_ROOT
 from protocol.errors import TopicError
 
-_ID_RE = re.compile(rf"^{ID_PATTERN}$")
+# Used with fullmatch: "$" would also match before a trailing newline.
+_ID_RE = re.compile(ID_PATTERN)
 # MQTT 3.1.1 section 4.7.3: a topic name is UTF-8 with no U+0000; we also refuse
 # the other C0/C1 control characters, which no sane device puts in a topic.
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_MAX_TOPIC_BYTES = 65_535
 
 
 class TopicKind(StrEnum):
@@ -43,7 +45,7 @@ class ParsedTopic:
 
 def is_valid_id(value: str) -> bool:
     """Tell whether ``value`` is a valid gateway or device id."""
-    return bool(_ID_RE.match(value))
+    return isinstance(value, str) and bool(_ID_RE.fullmatch(value))
 
 
 def check_id(value: str, what: str = "id") -> str:
@@ -53,7 +55,7 @@ def check_id(value: str, what: str = "id") -> str:
         TopicError: the id has characters outside ``[A-Za-z0-9_.-]`` or the
             wrong length.
     """
-    if not isinstance(value, str) or not _ID_RE.match(value):
+    if not is_valid_id(value):
         raise TopicError(f"invalid {what} {value!r}: expected {ID_PATTERN}")
     return value
 
@@ -62,7 +64,9 @@ def check_topic_name(topic: str) -> str:
     """Return ``topic`` if it may be published to.
 
     Raises:
-        TopicError: the topic is empty, has a wildcard or a control character.
+        TopicError: the topic is empty, longer than 65,535 UTF-8 bytes, has a
+            wildcard, a control character or a lone surrogate (which has no
+            UTF-8 form).
     """
     if not topic:
         raise TopicError("empty topic")
@@ -70,7 +74,34 @@ def check_topic_name(topic: str) -> str:
         raise TopicError(f"wildcard in topic name {topic!r}")
     if _CONTROL_RE.search(topic):
         raise TopicError(f"control character in topic {topic!r}")
+    try:
+        size = len(topic.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise TopicError(f"lone surrogate in topic {topic!r}") from None
+    # MQTT 3.1.1 section 1.5.3: a string is prefixed by a two-byte length.
+    if size > _MAX_TOPIC_BYTES:
+        raise TopicError(f"topic of {size} bytes, expected at most 65535")
     return topic
+
+
+def decode_topic(raw: bytes) -> str:
+    """Decode a topic name as received and check it like :func:`check_topic_name`.
+
+    A broker should refuse a topic that is not UTF-8 (MQTT 3.1.1 section
+    1.5.3), but not every broker does (case C09); decoding it apart from the
+    payload lets a receiver drop that one message and keep its session.
+
+    Raises:
+        TopicError: the bytes are not UTF-8, or the topic is not a valid name.
+    """
+    try:
+        topic = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TopicError(
+            f"topic is not UTF-8: invalid byte 0x{raw[exc.start]:02x} "
+            f"at offset {exc.start}"
+        ) from None
+    return check_topic_name(topic)
 
 
 def batch(gw: str) -> str:

@@ -3,12 +3,18 @@
 Rules (README, "Readings and what is rejected"):
 
 - values: finite numbers; JSON booleans become 1.0/0.0; strings are parsed
-  only when they are strict decimals (``-12.5``, ``1e3``), never ``"22,0"``;
-  ``null`` means "no value" and is skipped without a reject.
+  only when they are strict ASCII decimals (``-12.5``, ``1e3``, ``"06"``),
+  never ``"22,0"``; ``"nan"``/``"inf"`` strings are ``non_finite_value`` like
+  the bare tokens; ``null`` means "no value" and is skipped without a reject.
 - timestamps: epoch numbers whose unit is told by magnitude (below 1e11
   seconds, below 1e14 milliseconds, below 1e17 microseconds, else
-  nanoseconds), or ISO 8601 strings with a zone (``Z``, ``+01:00``, ``+0100``).
-  A time without a zone is rejected unless the caller gives a zone for it.
+  nanoseconds), or ISO 8601 strings with a zone (``Z``/``z``, ``+01:00``,
+  ``+0100``, ``+01``). A time without a zone is rejected unless the caller
+  gives a zone for it. Integers convert exactly; digits below the
+  microsecond are truncated (ISO fractions of 7 to 9 digits, integer ns);
+  float epochs are rounded to the nearest µs, because a float rarely holds
+  the decimal it was printed from (``1796040000.123456`` is stored as
+  ``1796040000.1234560013...``) and truncating would lose a µs.
 - time policy: a timestamp before 2000 comes from a clock that was never set:
   the reading is kept, stamped with the receive time and flagged; one further
   ahead of the receiver's clock than the allowed skew is rejected.
@@ -27,7 +33,13 @@ from protocol.errors import DecodeError
 #: Set by :mod:`protocol.codec` for bare ``nan``/``inf`` tokens it tolerated.
 NON_FINITE_MARK = "\x00sf-non-finite:"
 
-_DECIMAL_RE = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
+# ASCII only: float() would also take "٣" (Arabic-Indic three) and "1_000".
+_DECIMAL_RE = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$", re.ASCII)
+_INTEGER_RE = re.compile(r"^\s*[+-]?\d+\s*$", re.ASCII)
+# Quoted non-finite words: the same sensor fault as the bare tokens of C01.
+_NON_FINITE_WORDS = frozenset(
+    sign + word for sign in ("", "+", "-") for word in ("nan", "inf", "infinity")
+)
 # ISO 8601 basic-format offsets (+0100) that fromisoformat would read but older
 # Pythons would not; normalise them to extended form first.
 _BASIC_OFFSET_RE = re.compile(r"([+-]\d{2})(\d{2})$")
@@ -49,9 +61,10 @@ def parse_value(raw: Any, field: str = "value") -> float | None:
     if raw is True or raw is False:
         return 1.0 if raw else 0.0
     if isinstance(raw, float | int):
-        value = (
-            float(raw) if not isinstance(raw, int) or abs(raw) < 2**1023 else math.inf
-        )
+        try:
+            value = float(raw)
+        except OverflowError:  # an int beyond the float range
+            value = math.inf
         if not math.isfinite(value):
             raise DecodeError(RejectReason.NON_FINITE_VALUE, field, repr(raw))
         return value
@@ -65,6 +78,8 @@ def _parse_numeric_string(raw: str, field: str) -> float:
         token = raw[len(NON_FINITE_MARK) :]
         raise DecodeError(RejectReason.NON_FINITE_VALUE, field, token)
     if not _DECIMAL_RE.match(raw):
+        if raw.strip().lower() in _NON_FINITE_WORDS:
+            raise DecodeError(RejectReason.NON_FINITE_VALUE, field, repr(raw[:40]))
         raise DecodeError(RejectReason.NON_NUMERIC_STRING, field, repr(raw[:40]))
     value = float(raw)
     if not math.isfinite(value):
@@ -78,6 +93,15 @@ def epoch_to_us(raw: float, field: str = "ts") -> int:
     Raises:
         DecodeError: ``bad_timestamp`` for negative or non-finite numbers.
     """
+    if isinstance(raw, int):
+        # Integers keep their exact value: no float rounding of any unit.
+        if raw < 0:
+            raise DecodeError(RejectReason.BAD_TIMESTAMP, field, repr(raw))
+        if raw < 10**11:
+            return raw * 1_000_000
+        if raw < 10**14:
+            return raw * 1_000
+        return raw if raw < 10**17 else raw // 1_000
     if not math.isfinite(raw) or raw < 0:
         raise DecodeError(RejectReason.BAD_TIMESTAMP, field, repr(raw))
     if raw < 1e11:
@@ -88,9 +112,6 @@ def epoch_to_us(raw: float, field: str = "ts") -> int:
         scaled = raw
     else:
         scaled = raw / 1e3
-    if isinstance(raw, int) and raw >= 1e14:
-        # Integers keep their exact value: no float rounding of µs or ns.
-        return raw if raw < 10**17 else raw // 1000
     return round(scaled)
 
 
@@ -117,8 +138,12 @@ def parse_timestamp(raw: Any, field: str = "ts", naive_tz: tzinfo | None = None)
 
 def _parse_iso(raw: str, field: str, naive_tz: tzinfo | None) -> int:
     text = raw.strip()
+    if _INTEGER_RE.match(text):
+        return epoch_to_us(int(text), field)
     if _DECIMAL_RE.match(text):
         return epoch_to_us(float(text), field)
+    if text.endswith("z"):  # RFC 3339 5.6 allows a lower-case "z"
+        text = text[:-1] + "Z"
     text = _BASIC_OFFSET_RE.sub(r"\1:\2", text) if "T" in text else text
     try:
         parsed = datetime.fromisoformat(text)

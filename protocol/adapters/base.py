@@ -1,5 +1,7 @@
-"""What an adapter is: a mapping from a sensor convention's topic and payload
-to readings, so that existing sensors work without firmware changes."""
+"""What an adapter is: a sensor convention's topics and payloads to readings.
+
+Adapters let existing sensors work without firmware changes.
+"""
 
 from __future__ import annotations
 
