@@ -23,11 +23,9 @@ def broker_config(host: str = "127.0.0.1", port: int = 1883) -> dict[str, Any]:
     return {
         "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
         "session_expiry_interval": 3600,
-        "plugins": {
-            "amqtt.plugins.authentication.AnonymousAuthPlugin": {
-                "allow_anonymous": True
-            },
-        },
+        # See hub/_amqtt_auth.py: amqtt's own anonymous plugin drops QoS 1
+        # messages for offline persistent sessions.
+        "plugins": {"hub._amqtt_auth.OpenAuthPlugin": {}},
     }
 
 

@@ -11,7 +11,7 @@ import pytest
 from tests.services import missing_service
 
 DEFAULT_DSN = "postgresql://streamflow:streamflow@127.0.0.1:5432/streamflow_test"
-_TEMPLATE = "sf_template"
+_TEMPLATE = "sf_template_v1"  # bump when the template must change
 
 
 def server_dsn() -> str:
@@ -39,10 +39,19 @@ def _pg_template() -> str:
     except psycopg.OperationalError as exc:
         missing_service(f"TimescaleDB at {server_dsn()!r}: {exc}")
     with conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {_TEMPLATE} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {_TEMPLATE}")
-    with psycopg.connect(_with_db(server_dsn(), _TEMPLATE), autocommit=True) as tconn:
-        tconn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        # Parallel pytest sessions share the server: make the template once,
+        # under a lock, and never drop it while another session copies it.
+        conn.execute("SELECT pg_advisory_lock(726354)")
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (_TEMPLATE,)
+        ).fetchone()
+        if not exists:
+            conn.execute(f"CREATE DATABASE {_TEMPLATE}")
+            with psycopg.connect(
+                _with_db(server_dsn(), _TEMPLATE), autocommit=True
+            ) as tconn:
+                tconn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        conn.execute("SELECT pg_advisory_unlock(726354)")
     return _TEMPLATE
 
 
