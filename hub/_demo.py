@@ -1,0 +1,48 @@
+"""The demo child of ``streamflow up --demo``: a replayed gateway until SIGTERM.
+
+``python -m hub._demo --mqtt-url URL --data-dir DIR --speedup N`` runs
+:func:`simulators.replay.run_demo`, which replays the shipped Intel lab slice
+through a simulated gateway running the real edge agent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the demo replay until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m hub._demo")
+    parser.add_argument("--mqtt-url", required=True)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--speedup", type=float, default=60.0)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+    from simulators.replay import run_demo
+
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    _LOGGER.info("demo starting broker=%s speedup=%g", args.mqtt_url, args.speedup)
+    run_demo(args.mqtt_url, args.data_dir, args.speedup, stop)
+    _LOGGER.info("demo stopped")
+
+
+if __name__ == "__main__":
+    main()

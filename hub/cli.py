@@ -1,0 +1,270 @@
+"""The ``streamflow`` command: run the parts, administer the store.
+
+Errors a user can fix (bad settings, an unreachable broker or database, a
+port in use) end the command with one line on stderr and exit status 2;
+URLs in them never show a password.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, ParamSpec, TypeVar
+
+import click
+
+from hub._errors import HubError
+from hub.config import HubSettings, load_settings, redact_url
+
+_LOGGER = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Exit status of an error the user can fix (as click uses for bad usage).
+EXIT_USER_ERROR = 2
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    config: Path | None
+    verbose: int
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"streamflow: error: {message}", err=True)
+    sys.exit(EXIT_USER_ERROR)
+
+
+def _reports_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn the hub's own errors into one line and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except HubError as exc:
+            _fail(str(exc))
+
+    return wrapper
+
+
+def _settings(**values: Any) -> HubSettings:
+    """The settings from the group's --config, the environment and ``values``."""
+    opts: _Options = click.get_current_context().find_object(_Options) or _Options(
+        None, 0
+    )
+    settings = load_settings(
+        opts.config, **{k: v for k, v in values.items() if v is not None}
+    )
+    _setup_logging(settings.log_level, opts.verbose)
+    return settings
+
+
+def _setup_logging(level: str, verbose: int) -> None:
+    # Entry points configure logging once; library modules never do.
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        force=True,
+    )
+    # amqtt and its state machine log every packet at INFO; -vv shows them.
+    for noisy in ("amqtt", "transitions", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(
+            logging.DEBUG if verbose > 1 else logging.WARNING
+        )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="TOML settings file (default: $STREAMFLOW_CONFIG, else none).",
+)
+@click.option("-v", "--verbose", count=True, help="Log DEBUG (-vv: also libraries).")
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None, verbose: int) -> None:
+    """StreamFlow: an MQTT IoT hub with edge buffering and TimescaleDB storage."""
+    ctx.obj = _Options(config, verbose)
+
+
+@cli.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--api-port", type=int, help="REST API port (default 8000).")
+@click.option("--mqtt-port", type=int, help="Embedded broker port (default 1883).")
+@click.option("--db", help="Store URL, e.g. postgresql://… (default: SQLite).")
+@click.option("--mqtt-url", help="Use this broker instead of the embedded one.")
+@click.option("--host", help="Address the servers bind to (default 127.0.0.1).")
+@click.option("--demo", is_flag=True, help="Also replay the Intel lab demo data.")
+@click.option("--speedup", type=float, default=60.0, show_default=True)
+@_reports_errors
+def up(
+    data_dir: Path | None,
+    api_port: int | None,
+    mqtt_port: int | None,
+    db: str | None,
+    mqtt_url: str | None,
+    host: str | None,
+    demo: bool,
+    speedup: float,
+) -> None:
+    """Run broker, hub and API together on this machine (Ctrl-C stops)."""
+    from hub.up import UpOptions, run_up
+
+    opts: _Options = click.get_current_context().find_object(_Options) or _Options(
+        None, 0
+    )
+    settings = _settings(
+        data_dir=data_dir,
+        api_port=api_port,
+        broker_port=mqtt_port,
+        db=db,
+        mqtt_url=mqtt_url,
+        api_host=host,
+        broker_host=host,
+    )
+    code = run_up(
+        UpOptions(
+            settings=settings,
+            embedded_broker=mqtt_url is None,
+            demo=demo,
+            speedup=speedup,
+            config=opts.config,
+            verbose=opts.verbose,
+        )
+    )
+    sys.exit(code)
+
+
+@cli.command()
+@_reports_errors
+def hub() -> None:
+    """Run the hub: ingest from the broker into the store, ack gateways."""
+    from hub.service import run_hub
+
+    drained = run_hub(_settings())
+    sys.exit(0 if drained else 1)
+
+
+@cli.command()
+@click.option("--host", help="Address to bind (default: api_host).")
+@click.option("--port", type=int, help="Port (default: api_port).")
+@_reports_errors
+def api(host: str | None, port: int | None) -> None:
+    """Serve the REST API."""
+    import uvicorn
+
+    from hub._ports import ensure_port_free
+    from hub.api import create_app
+    from hub.service import open_checked_store
+
+    settings = _settings(api_host=host, api_port=port)
+    ensure_port_free(settings.api_host, settings.api_port, "--port or api_port")
+    store = open_checked_store(settings)
+    try:
+        app = create_app(store, settings)
+        _LOGGER.info(
+            "api serving url=http://%s:%d store=%s",
+            settings.api_host,
+            settings.api_port,
+            redact_url(settings.db),
+        )
+        uvicorn.run(
+            app,
+            host=settings.api_host,
+            port=settings.api_port,
+            log_config=None,
+            access_log=False,
+        )
+    finally:
+        store.close()
+
+
+@cli.command()
+@click.option("--host", help="Address to bind (default: broker_host).")
+@click.option("--port", type=int, help="Port (default: broker_port).")
+@_reports_errors
+def broker(host: str | None, port: int | None) -> None:
+    """Run the embedded MQTT broker (amqtt, MQTT 3.1.1)."""
+    import asyncio
+
+    from hub._ports import ensure_port_free
+    from hub.broker import serve
+
+    settings = _settings(broker_host=host, broker_port=port)
+    ensure_port_free(settings.broker_host, settings.broker_port, "--port")
+    asyncio.run(serve(settings.broker_host, settings.broker_port))
+
+
+@cli.group()
+def admin() -> None:
+    """Administer the store."""
+
+
+@admin.command()
+@_reports_errors
+def migrate() -> None:
+    """Apply pending schema migrations."""
+    from hub.service import open_checked_store
+
+    settings = _settings()
+    store = open_checked_store(settings, migrate=False)
+    try:
+        applied = store.migrate()
+    finally:
+        store.close()
+    where = redact_url(settings.db)
+    if applied:
+        click.echo(f"migrated {where}: applied {', '.join(map(str, applied))}")
+    else:
+        click.echo(f"{where}: schema up to date")
+
+
+@admin.command()
+@click.option("--gateway", help="Only the devices of this gateway.")
+@_reports_errors
+def devices(gateway: str | None) -> None:
+    """List the devices in the store."""
+    from hub.api._time import format_us
+    from hub.service import open_checked_store
+
+    store = open_checked_store(_settings())
+    try:
+        rows = store.list_devices(gateway)
+    finally:
+        store.close()
+    click.echo(f"{'id':<24} {'gateway':<16} {'online':<7} last_seen")
+    for d in rows:
+        seen = format_us(d.last_seen_us) if d.last_seen_us is not None else "-"
+        online = "yes" if d.online else "no"
+        click.echo(f"{d.id:<24} {d.gateway or '-':<16} {online:<7} {seen}")
+    click.echo(f"{len(rows)} device(s)")
+
+
+def _add_simulator_commands() -> None:
+    try:
+        module = importlib.import_module("simulators.cli")
+    except ImportError:  # a hub install without the simulators
+        return
+    for name in ("replay", "simulate"):
+        command = getattr(module, name, None)
+        if isinstance(command, click.Command):
+            cli.add_command(command, name)
+
+
+_add_simulator_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``streamflow`` console script."""
+    cli.main(args=argv, prog_name="streamflow")
+
+
+if __name__ == "__main__":
+    main()

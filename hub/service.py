@@ -1,0 +1,453 @@
+"""The hub process: one MQTT client feeding the ingest pipeline.
+
+The client keeps a persistent session (MQTT 3.1.1 ``clean_session=False``,
+MQTT 5 ``clean_start=False`` with a session expiry), so that the broker holds
+the hub's QoS 1 messages while it restarts, and acknowledges by hand
+(``manual_ack``): a message is PUBACKed only once its transaction committed.
+
+Run it with ``streamflow hub`` or ``python -m hub.service``; SIGTERM and
+SIGINT stop it cleanly (drain, commit, ack, disconnect).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import orjson
+from paho.mqtt.client import (
+    Client,
+    ConnectFlags,
+    DisconnectFlags,
+    MQTTMessage,
+    MQTTMessageInfo,
+    MQTTv5,
+    MQTTv311,
+)
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from hub import const
+from hub._errors import BrokerUnreachable, ConfigError, StoreUnreachable
+from hub.config import HubSettings, redact_url
+from hub.ingest import IngestPipeline
+from hub.metrics import IngestMetrics
+from hub.storage import Store, open_store
+from protocol.adapters.base import Adapter
+from protocol.validate import now_us
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Ack publishes remembered, to wait for at stop.
+_RECENT_PUBLISHES = 256
+
+
+def load_adapters(settings: HubSettings) -> list[tuple[str, Adapter]]:
+    """The (filter, adapter) pairs the settings name.
+
+    Adapters that read device times without an offset (``json``,
+    ``tasmota``) get ``naive_time_zone`` as their zone for them.
+
+    Raises:
+        ConfigError: an adapter name or option is unknown.
+    """
+    from protocol.adapters import get_adapter
+
+    out: list[tuple[str, Adapter]] = []
+    for route in settings.adapters:
+        options: dict[str, Any] = dict(route.options)
+        try:
+            probe = get_adapter(route.adapter, **options)
+            params = inspect.signature(type(probe)).parameters
+            if "naive_tz" in params and "naive_tz" not in options:
+                options["naive_tz"] = settings.zone
+            adapter = get_adapter(route.adapter, **options)
+        except ValueError as exc:
+            raise ConfigError(f"invalid setting adapters: {exc}") from None
+        out.append((route.filter, adapter))
+    return out
+
+
+class HubService:
+    """The hub: an MQTT client with a persistent session and the pipeline."""
+
+    def __init__(
+        self,
+        settings: HubSettings,
+        store: Store,
+        adapters: list[tuple[str, Adapter]] | None = None,
+        metrics: IngestMetrics | None = None,
+        status_path: Path | None = None,
+    ) -> None:
+        """Build the service; :meth:`start` connects it.
+
+        Args:
+            settings: the hub's settings.
+            store: an open, migrated store.
+            adapters: (filter, adapter) pairs; from the settings when None.
+            metrics: counters to update; a new set when None.
+            status_path: file to write the status and counters to, for the
+                API's /healthz in another process; none when None.
+        """
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics or IngestMetrics()
+        self.pipeline = IngestPipeline(
+            settings,
+            store,
+            self,
+            adapters if adapters is not None else load_adapters(settings),
+            self.metrics,
+        )
+        self._status_path = status_path
+        self._client = self._make_client()
+
+        # Connection state, set from paho's network thread.
+        self._ready = threading.Event()
+        self._connect_error: str | None = None
+        self._stopping = False
+        self._recent: deque[MQTTMessageInfo] = deque(maxlen=_RECENT_PUBLISHES)
+
+        # Status file writer.
+        self._status_stop = threading.Event()
+        self._status_thread: threading.Thread | None = None
+
+    @property
+    def broker(self) -> str:
+        """The broker URL, without a password (for logs and errors)."""
+        return redact_url(self.settings.mqtt_url)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the client is connected and subscribed."""
+        return self._ready.is_set() and self._client.is_connected()
+
+    @property
+    def subscriptions(self) -> list[str]:
+        """The filters subscribed to, with the shared-subscription prefix."""
+        group = self.settings.shared_group
+        prefix = f"$share/{group}/" if group else ""
+        return [prefix + f for f in self.pipeline.filters]
+
+    def _make_client(self) -> Client:
+        s = self.settings
+        v5 = s.mqtt_version == "5"
+        client = Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=s.client_id,
+            # MQTT 5 sets clean_start at connect instead.
+            clean_session=None if v5 else False,
+            protocol=MQTTv5 if v5 else MQTTv311,
+            manual_ack=True,
+        )
+        if s.mqtt_username is not None:
+            client.username_pw_set(s.mqtt_username, s.mqtt_password)
+        if s.mqtt_tls:
+            client.tls_set(
+                ca_certs=str(s.tls.ca_file) if s.tls.ca_file else None,
+                certfile=str(s.tls.cert_file) if s.tls.cert_file else None,
+                keyfile=str(s.tls.key_file) if s.tls.key_file else None,
+            )
+            client.tls_insecure_set(s.tls.insecure)
+        client.reconnect_delay_set(
+            const.RECONNECT_MIN_DELAY_S, const.RECONNECT_MAX_DELAY_S
+        )
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        return client
+
+    # ------------------------------------------------------------- life cycle
+
+    def start(self, timeout_s: float = const.CONNECT_TIMEOUT_S) -> None:
+        """Start the writer, connect, subscribe; return once subscribed.
+
+        Raises:
+            BrokerUnreachable: the broker cannot be reached, refused the
+                connection, or did not answer within ``timeout_s``.
+        """
+        self.pipeline.start()
+        s = self.settings
+        try:
+            if s.mqtt_version == "5":
+                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+                props.SessionExpiryInterval = const.SESSION_EXPIRY_S
+                self._client.connect(
+                    s.mqtt_host,
+                    s.mqtt_port,
+                    const.KEEPALIVE_S,
+                    clean_start=False,
+                    properties=props,
+                )
+            else:
+                self._client.connect(s.mqtt_host, s.mqtt_port, const.KEEPALIVE_S)
+        except OSError as exc:  # refused, unknown host, timed out
+            self.pipeline.stop(0)
+            raise BrokerUnreachable(
+                self.broker, str(exc) or type(exc).__name__
+            ) from exc
+        self._client.loop_start()
+        if not self._ready.wait(timeout_s) or self._connect_error:
+            detail = self._connect_error or f"no answer after {timeout_s:g} s"
+            self._client.loop_stop()
+            self.pipeline.stop(0)
+            raise BrokerUnreachable(self.broker, detail)
+        self._start_status()
+
+    def stop(self, grace_s: float = const.STOP_GRACE_S) -> bool:
+        """Drain the queue into the store, ack, then disconnect.
+
+        Returns:
+            Whether everything received was committed and acked.
+        """
+        deadline = time.monotonic() + grace_s
+        self._stopping = True
+        drained = self.pipeline.stop(grace_s)
+        # The acks are QoS 1: wait (briefly) until the broker has them, so
+        # that a gateway does not resend a batch that is already committed.
+        for info in list(self._recent):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                info.wait_for_publish(min(remaining, 2.0))
+            except (RuntimeError, ValueError):
+                break
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._stop_status()
+        self.write_status("stopped")
+        self.pipeline.log_counters()
+        _LOGGER.info("hub stopped broker=%s drained=%s", self.broker, drained)
+        return drained
+
+    # ------------------------------------------------------- paho's callbacks
+
+    def _on_connect(
+        self,
+        client: Client,
+        userdata: Any,
+        flags: ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            self._connect_error = f"refused: {reason_code}"
+            _LOGGER.error(
+                "broker refused broker=%s reason=%s", self.broker, reason_code
+            )
+            self._ready.set()
+            return
+        self._connect_error = None
+        _LOGGER.info(
+            "connected broker=%s client_id=%s session_present=%s",
+            self.broker,
+            self.settings.client_id,
+            flags.session_present,
+        )
+        # Subscribe again on every connect: a broker that lost the session
+        # (restarted without persistence) would otherwise send nothing.
+        client.subscribe([(f, const.QOS) for f in self.subscriptions])
+
+    def _on_subscribe(
+        self,
+        client: Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        for topic_filter, code in zip(self.subscriptions, reason_codes, strict=False):
+            if code.is_failure:
+                _LOGGER.error(
+                    "subscription refused filter=%s reason=%s", topic_filter, code
+                )
+        _LOGGER.info("subscriptions ready filters=%s", ",".join(self.subscriptions))
+        self._ready.set()
+
+    def _on_disconnect(
+        self,
+        client: Client,
+        userdata: Any,
+        flags: DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if self._stopping:
+            _LOGGER.info("disconnected broker=%s", self.broker)
+        else:
+            _LOGGER.warning(
+                "connection lost, reconnecting broker=%s reason=%s",
+                self.broker,
+                reason_code,
+            )
+
+    def _on_message(self, client: Client, userdata: Any, msg: MQTTMessage) -> None:
+        # msg.topic decodes strictly and raises on invalid UTF-8; the raw
+        # bytes let the pipeline count such a topic as bad_topic (case C09).
+        raw_topic: bytes = msg._topic
+        payload = bytes(msg.payload)  # already bytes: no copy
+        self.pipeline.receive(raw_topic, payload, msg.mid, msg.qos, msg.retain)
+
+    # ---------------------------------------------------------- the Transport
+
+    def publish(self, topic: str, payload: bytes, qos: int) -> None:
+        """Publish a message (the pipeline's batch acks)."""
+        self._recent.append(self._client.publish(topic, payload, qos))
+
+    def puback(self, mid: int, qos: int) -> None:
+        """Acknowledge a received QoS 1 message to the broker."""
+        if qos > 0:
+            self._client.ack(mid, qos)
+
+    # ------------------------------------------------------------ status file
+
+    def status(self, state: str = "running") -> dict[str, Any]:
+        """The service's status and counters, as the status file holds them."""
+        return {
+            "pid": os.getpid(),
+            "state": state,
+            "client_id": self.settings.client_id,
+            "broker": self.broker,
+            "connected": self.connected,
+            "store": self.store.kind,
+            "updated_us": now_us(),
+            "counters": self.metrics.snapshot(),
+        }
+
+    def write_status(self, state: str = "running") -> None:
+        """Write the status file atomically, if the service has one."""
+        if self._status_path is None:
+            return
+        tmp = self._status_path.with_suffix(".tmp")
+        try:
+            tmp.write_bytes(orjson.dumps(self.status(state)))
+            os.replace(tmp, self._status_path)
+        except OSError as exc:
+            _LOGGER.warning("status file not written path=%s error=%s", tmp, exc)
+
+    def _start_status(self) -> None:
+        if self._status_path is None:
+            return
+        self.write_status()
+
+        def loop() -> None:
+            while not self._status_stop.wait(const.STATUS_INTERVAL_S):
+                self.write_status()
+
+        self._status_thread = threading.Thread(
+            target=loop, name="streamflow-status", daemon=True
+        )
+        self._status_thread.start()
+
+    def _stop_status(self) -> None:
+        self._status_stop.set()
+        if self._status_thread is not None:
+            self._status_thread.join(5)
+
+
+def open_checked_store(settings: HubSettings, migrate: bool = True) -> Store:
+    """Open (and migrate) the store the settings name.
+
+    Raises:
+        StoreUnreachable: the store cannot be opened or migrated; the message
+            names the URL without its password.
+    """
+    if settings.sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        if not settings.sqlite:
+            _probe_postgres(settings.db)
+        store = open_store(settings.db)
+        if migrate:
+            applied = store.migrate()
+            if applied:
+                _LOGGER.info("store migrated store=%s versions=%s", store.kind, applied)
+    except Exception as exc:  # psycopg, sqlite3 and OSError alike
+        raise StoreUnreachable(redact_url(settings.db), _first_line(exc)) from exc
+    return store
+
+
+def _probe_postgres(url: str) -> None:
+    # One plain connection first: its error names the cause (refused, bad
+    # password, no such database), where a pool only reports a time-out.
+    import psycopg
+
+    with psycopg.connect(url, connect_timeout=const.DB_PROBE_TIMEOUT_S):
+        pass
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return redact_url(text[0]) if text else type(exc).__name__
+
+
+def run_hub(settings: HubSettings, stop: threading.Event | None = None) -> bool:
+    """Run the hub until ``stop`` is set, or SIGTERM/SIGINT when it is None.
+
+    Returns:
+        Whether the stop drained everything.
+
+    Raises:
+        StoreUnreachable: the store cannot be opened.
+        BrokerUnreachable: the broker cannot be reached.
+        ConfigError: an adapter name is unknown.
+    """
+    store = open_checked_store(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        service = HubService(
+            settings,
+            store,
+            status_path=settings.data_dir / const.STATUS_FILE_NAME,
+        )
+        event = stop or _signal_event()
+        service.start()
+        _LOGGER.info(
+            "hub running broker=%s store=%s filters=%s",
+            service.broker,
+            redact_url(settings.db),
+            ",".join(service.subscriptions),
+        )
+        event.wait()
+        return service.stop()
+    finally:
+        store.close()
+
+
+def _signal_event() -> threading.Event:
+    event = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        _LOGGER.info("signal received signal=%s, stopping", signal.Signals(signum).name)
+        event.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return event
+
+
+def main() -> None:
+    """Entry point of ``python -m hub.service [--config FILE] [-v]``.
+
+    The same as ``streamflow [--config FILE] [-v] hub``.
+    """
+    from hub.cli import main as cli_main
+
+    cli_main([*sys.argv[1:], "hub"])
+
+
+if __name__ == "__main__":
+    main()
