@@ -20,6 +20,12 @@ def server_dsn() -> str:
 
 
 def _with_db(dsn: str, dbname: str) -> str:
+    """The same server's DSN naming another database, in the DSN's own form."""
+    if "://" in dsn:
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(dsn)
+        return urlunsplit(parts._replace(path=f"/{dbname}"))
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     params = conninfo_to_dict(dsn)
