@@ -57,6 +57,16 @@ def _pg_template() -> str:
                 _with_db(server_dsn(), _TEMPLATE), autocommit=True
             ) as tconn:
                 tconn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            # TimescaleDB's scheduler connects to every database with the
+            # extension and stays, and CREATE DATABASE ... TEMPLATE then fails
+            # ("being accessed by other users"): a template that allows no
+            # connections gets no scheduler and can still be copied.
+            conn.execute(f"ALTER DATABASE {_TEMPLATE} WITH ALLOW_CONNECTIONS false")
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                [_TEMPLATE],
+            )
         conn.execute("SELECT pg_advisory_unlock(726354)")
     return _TEMPLATE
 
