@@ -4,7 +4,7 @@ Precedence, highest first: values passed in code (the CLI's options), the
 environment, the TOML file named by ``--config`` or ``STREAMFLOW_CONFIG``, the
 defaults. Nested values use ``__`` in the environment
 (``STREAMFLOW_TLS__CA_FILE``); lists are JSON (``STREAMFLOW_ADAPTERS``).
-Every setting is listed in ``hub/SETTINGS.md``.
+Every setting is listed in the README (section "Configuration").
 """
 
 from __future__ import annotations
