@@ -24,6 +24,8 @@ class BrokerProcess:
         self.host = "127.0.0.1"
         self.url = f"mqtt://{self.host}:{port}"
         self._workdir = workdir
+        #: Where the broker writes its log (appended to across restarts).
+        self.log_path = workdir / f"{kind}.log"
         self._proc: subprocess.Popen[bytes] | None = None
 
     def _command(self) -> list[str]:
@@ -51,7 +53,7 @@ class BrokerProcess:
 
     def start(self) -> None:
         """Start the broker and wait until it accepts connections."""
-        with open(self._workdir / f"{self.kind}.log", "ab") as log:
+        with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(self._command(), stdout=log, stderr=log)
         wait_port(self.port, timeout=15)
 

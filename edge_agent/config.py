@@ -1,0 +1,433 @@
+"""Settings of the edge agent: environment, an optional TOML file, and defaults.
+
+Sources, strongest first: values given in code or on the command line, the
+environment (``STREAMFLOW_EDGE_<FIELD>``, nested fields joined with ``__``),
+the TOML file (``--config FILE`` or ``STREAMFLOW_EDGE_CONFIG``), the defaults.
+Every field is listed with its meaning in ``edge_agent/SETTINGS.md``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from edge_agent.const import HUB_MAX_PAYLOAD_BYTES
+from edge_agent.errors import SettingsError
+from protocol import topics
+from protocol.models import GatewayId
+from protocol.topics import TELEMETRY_FILTER
+
+ENV_PREFIX = "STREAMFLOW_EDGE_"
+#: Environment variable naming the TOML file when ``--config`` is not given.
+CONFIG_ENV = f"{ENV_PREFIX}CONFIG"
+
+_DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+# The TOML file of the settings being loaded; a context variable rather than a
+# class attribute so that two threads can load settings from different files.
+_CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "streamflow_edge_config", default=None
+)
+
+MqttVersion = Literal["3.1.1", "5"]
+AdapterName = Literal["json", "tasmota", "zigbee2mqtt"]
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerUrl:
+    """A broker address taken from an ``mqtt://`` or ``mqtts://`` URL."""
+
+    host: str
+    port: int
+    tls: bool
+
+    def __str__(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+def parse_broker_url(url: str) -> BrokerUrl:
+    """Take a broker URL apart.
+
+    Args:
+        url: ``mqtt://host[:port]`` (1883 by default) or ``mqtts://host[:port]``
+            (TLS, 8883 by default).
+
+    Returns:
+        The host, port and whether TLS is used.
+
+    Raises:
+        ValueError: another scheme, no host, a bad port, or credentials in
+            the URL (they belong in the username and password settings, so
+            that a URL can be logged).
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in _DEFAULT_PORTS:
+        raise ValueError(f"expected mqtt:// or mqtts://, got {url!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("credentials in the URL: use the username/password settings")
+    if not parts.hostname:
+        raise ValueError(f"no host in {url!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"expected no path or query in {url!r}")
+    try:
+        port = parts.port or _DEFAULT_PORTS[parts.scheme]
+    except ValueError:
+        raise ValueError(f"bad port in {url!r}") from None
+    return BrokerUrl(parts.hostname, port, parts.scheme == "mqtts")
+
+
+def check_topic_filter(value: str) -> str:
+    """Return ``value`` if it is a valid MQTT subscription filter.
+
+    Raises:
+        ValueError: empty, ``#`` not alone as the last level, ``+`` not alone
+            in its level, or a control character.
+    """
+    if not value:
+        raise ValueError("empty topic filter")
+    levels = value.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            raise ValueError(f"'#' must be the whole last level in {value!r}")
+        if "+" in level and level != "+":
+            raise ValueError(f"'+' must be a whole level in {value!r}")
+    topics.check_topic_name(value.replace("+", "x").replace("#", "x"))
+    return value
+
+
+class InputSettings(BaseModel):
+    """One local subscription and the sensor convention its messages follow."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    adapter: AdapterName = Field(
+        default="json",
+        description="the payload convention: json, tasmota or zigbee2mqtt",
+    )
+    filter: str = Field(
+        default=TELEMETRY_FILTER,
+        description="the MQTT topic filter subscribed to on the local broker",
+    )
+
+    @field_validator("filter")
+    @classmethod
+    def _check_filter(cls, value: str) -> str:
+        return check_topic_filter(value)
+
+
+class EdgeSettings(BaseSettings):
+    """Everything the edge agent is configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    # Identity and the hub's broker.
+    gateway_id: GatewayId = Field(
+        description="this gateway's id, [A-Za-z0-9_.-]{1,64}; part of every topic"
+    )
+    client_id: str | None = Field(
+        default=None,
+        description="MQTT client id on the hub broker; default sf-edge-<gateway_id>",
+    )
+    hub_url: str = Field(
+        default="mqtt://127.0.0.1:1883",
+        description="the hub's broker, mqtt://host:port or mqtts://host:port (TLS)",
+    )
+    mqtt_version: MqttVersion = Field(
+        default="3.1.1", description="MQTT protocol version to the hub: 3.1.1 or 5"
+    )
+    username: str | None = Field(
+        default=None, description="user name on the hub broker"
+    )
+    password: SecretStr | None = Field(
+        default=None, description="password on the hub broker (never logged)"
+    )
+    tls_ca_file: Path | None = Field(
+        default=None,
+        description="CA bundle to verify the hub broker; default the system's",
+    )
+    tls_cert_file: Path | None = Field(
+        default=None, description="client certificate for mutual TLS (PEM)"
+    )
+    tls_key_file: Path | None = Field(
+        default=None, description="private key of the client certificate (PEM)"
+    )
+    tls_insecure: bool = Field(
+        default=False,
+        description="skip the broker host name check (test set-ups only)",
+    )
+    session_expiry_s: int = Field(
+        default=86_400,
+        ge=0,
+        description="MQTT 5 session expiry asked of both brokers, seconds",
+    )
+    keepalive_s: int = Field(
+        default=30, ge=5, le=65_535, description="MQTT keepalive, seconds"
+    )
+    reconnect_min_s: float = Field(
+        default=0.5, gt=0, description="first reconnect delay, seconds"
+    )
+    reconnect_max_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="longest reconnect delay; delays double up to it, with jitter",
+    )
+
+    # The gateway's local broker and what is read from it.
+    local_url: str | None = Field(
+        default=None,
+        description="the gateway's local broker; unset: no local input or relay",
+    )
+    local_mqtt_version: MqttVersion = Field(
+        default="3.1.1", description="MQTT protocol version to the local broker"
+    )
+    local_username: str | None = Field(
+        default=None, description="user name on the local broker"
+    )
+    local_password: SecretStr | None = Field(
+        default=None, description="password on the local broker (never logged)"
+    )
+    local_client_id: str | None = Field(
+        default=None,
+        description="fixed client id on the local broker (its persistent session); "
+        "default sf-edge-<gateway_id>-local",
+    )
+    inputs: list[InputSettings] = Field(
+        default_factory=lambda: [InputSettings()],
+        description="local subscriptions: adapter and topic filter each",
+    )
+    downlink_topic: str = Field(
+        default="sf/v1/dev/{dev}/down/{kind}",
+        description="local topic a downlink is relayed to; {dev} and {kind} "
+        "are replaced",
+    )
+
+    # The disk buffer.
+    data_dir: Path = Field(
+        default=Path("edge-data"), description="directory of the disk buffer"
+    )
+    buffer_max_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=64 * 1024,
+        description="size bound of the buffered readings and batches, bytes",
+    )
+    buffer_full_policy: Literal["drop_oldest", "drop_newest"] = Field(
+        default="drop_oldest",
+        description="when full: drop the oldest readings, or refuse new ones",
+    )
+    buffer_synchronous: Literal["full", "normal"] = Field(
+        default="full",
+        description="SQLite synchronous mode; full: a commit survives power loss",
+    )
+
+    # Batches and their delivery.
+    batch_max_readings: int = Field(
+        default=1000, ge=1, le=100_000, description="readings in a batch at most"
+    )
+    batch_max_bytes: int = Field(
+        default=128 * 1024,
+        ge=4096,
+        le=HUB_MAX_PAYLOAD_BYTES,
+        description="bytes of a batch on the wire at most (the hub takes 256 KiB)",
+    )
+    batch_max_age_s: float = Field(
+        default=0.5,
+        ge=0,
+        description="a live reading waits this long at most for its batch, seconds",
+    )
+    compression: Literal["none", "gzip"] = Field(
+        default="none", description="batch body compression: none or gzip"
+    )
+    inflight_batches: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="batches sent and awaiting the hub's ack at most",
+    )
+    ack_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="a batch without a hub ack is sent again after this, seconds",
+    )
+    late_after_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="readings buffered longer than this are backlog, sent late",
+    )
+    backlog_rate: float = Field(
+        default=20_000.0, gt=0, description="backlog readings sent per second at most"
+    )
+    max_future_skew_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="readings stamped further ahead of this clock are rejected",
+    )
+
+    # State and shutdown.
+    state_interval_s: float = Field(
+        default=30.0, gt=0, description="period of the retained state, seconds"
+    )
+    stop_grace_s: float = Field(
+        default=5.0, ge=0, description="on stop, wait this long for the hub's acks"
+    )
+
+    @field_validator("hub_url")
+    @classmethod
+    def _check_hub_url(cls, value: str) -> str:
+        parse_broker_url(value)
+        return value
+
+    @field_validator("local_url")
+    @classmethod
+    def _check_local_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_broker_url(value)
+        return value
+
+    @field_validator("client_id", "local_client_id")
+    @classmethod
+    def _check_client_id(cls, value: str | None) -> str | None:
+        if value is not None and not 1 <= len(value.encode()) <= 65_535:
+            raise ValueError("expected 1 to 65535 bytes")
+        return value
+
+    @field_validator("downlink_topic")
+    @classmethod
+    def _check_downlink_topic(cls, value: str) -> str:
+        try:
+            sample = value.format(dev="dev", kind="kind")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"expected only {{dev}} and {{kind}} fields in {value!r}: {exc}"
+            ) from None
+        topics.check_topic_name(sample)
+        return value
+
+    @field_validator("inputs")
+    @classmethod
+    def _check_inputs(cls, value: list[InputSettings]) -> list[InputSettings]:
+        if not value:
+            raise ValueError("expected at least one input")
+        return value
+
+    @model_validator(mode="after")
+    def _check_together(self) -> EdgeSettings:
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError("reconnect_min_s: must not exceed reconnect_max_s")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_key_file: tls_cert_file and tls_key_file go together")
+        uses_tls = self.tls_ca_file or self.tls_cert_file or self.tls_insecure
+        if uses_tls and not self.hub.tls:
+            raise ValueError("hub_url: tls_* settings need an mqtts:// hub_url")
+        if self.buffer_max_bytes < 2 * self.batch_max_bytes:
+            raise ValueError("buffer_max_bytes: must be at least 2 * batch_max_bytes")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Code and CLI values, then the environment, then the TOML file."""
+        path = _CONFIG_FILE.get()
+        if path is None:
+            return (init_settings, env_settings)
+        return (init_settings, env_settings, TomlConfigSettingsSource(cls, path))
+
+    @property
+    def hub(self) -> BrokerUrl:
+        """The hub broker's address."""
+        return parse_broker_url(self.hub_url)
+
+    @property
+    def local(self) -> BrokerUrl | None:
+        """The local broker's address, if one is configured."""
+        return parse_broker_url(self.local_url) if self.local_url else None
+
+    @property
+    def uplink_client_id(self) -> str:
+        """The client id on the hub broker."""
+        return self.client_id or f"sf-edge-{self.gateway_id}"
+
+    @property
+    def local_session_id(self) -> str:
+        """The fixed client id of the persistent session on the local broker."""
+        return self.local_client_id or f"sf-edge-{self.gateway_id}-local"
+
+    @property
+    def buffer_path(self) -> Path:
+        """The SQLite file of the disk buffer."""
+        return self.data_dir / "buffer.sqlite"
+
+
+@contextmanager
+def _config_file(path: Path | None) -> Iterator[None]:
+    token = _CONFIG_FILE.set(path)
+    try:
+        yield
+    finally:
+        _CONFIG_FILE.reset(token)
+
+
+def load_settings(config: Path | str | None = None, **values: Any) -> EdgeSettings:
+    """Load the settings from the environment, a TOML file and ``values``.
+
+    Args:
+        config: the TOML file; when None, ``STREAMFLOW_EDGE_CONFIG`` names it,
+            and without either no file is read.
+        **values: settings given in code or on the command line; they win over
+            the environment and the file. None values are left out.
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        SettingsError: the file is missing or unreadable, or a setting is
+            missing or bad; the message names the first such setting.
+    """
+    named = config if config is not None else os.environ.get(CONFIG_ENV) or None
+    path = Path(named) if named is not None else None
+    if path is not None and not path.is_file():
+        raise SettingsError("config", f"no such file {str(path)!r}")
+    given = {k: v for k, v in values.items() if v is not None}
+    try:
+        with _config_file(path):
+            return EdgeSettings(**given)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if not loc:  # a check across fields names its setting first
+            loc, _, msg = msg.partition(": ")
+        raise SettingsError(loc, msg) from None
+    except ValueError as exc:  # a TOML syntax error, from tomllib
+        raise SettingsError("config", f"cannot read {str(path)!r}: {exc}") from None
