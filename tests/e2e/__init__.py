@@ -1,0 +1,1 @@
+"""End-to-end tests: every StreamFlow part as its own process."""

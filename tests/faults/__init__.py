@@ -1,0 +1,1 @@
+"""Fault tests: components killed or restarted under a running replay."""
