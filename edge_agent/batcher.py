@@ -71,16 +71,15 @@ def encode_batch(
     Returns:
         The payload exactly as it is published.
     """
-    # TODO: reading flags (FLAG_SERVER_TIME) do not travel, since SeriesColumns
-    # has no flags column; carrying them needs a protocol v1 change.
-    series: dict[tuple[str, str, str], tuple[list[int], list[float]]] = {}
+    series: dict[tuple[str, str, str], tuple[list[int], list[float], list[int]]] = {}
     for row in rows:
         key = (row.dev, row.metric, row.unit)
         cols = series.get(key)
         if cols is None:
-            cols = series[key] = ([], [])
+            cols = series[key] = ([], [], [])
         cols[0].append(row.ts_us)
         cols[1].append(row.value)
+        cols[2].append(row.flags)
     doc: dict[str, Any] = {
         "v": PROTOCOL_VERSION,
         "gw": gw,
@@ -88,11 +87,32 @@ def encode_batch(
         "sent": sent_us,
         "late": late,
         "series": [
-            {"dev": dev, "metric": metric, "unit": unit, "ts": ts, "values": values}
-            for (dev, metric, unit), (ts, values) in series.items()
+            _series_doc(dev, metric, unit, ts, values, flags)
+            for (dev, metric, unit), (ts, values, flags) in series.items()
         ],
     }
     return codec.compress(orjson.dumps(doc), compression)
+
+
+def _series_doc(
+    dev: str,
+    metric: str,
+    unit: str,
+    ts: list[int],
+    values: list[float],
+    flags: list[int],
+) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "dev": dev,
+        "metric": metric,
+        "unit": unit,
+        "ts": ts,
+        "values": values,
+    }
+    # Flags travel only when one is set: the usual batch stays as small as before.
+    if any(flags):
+        doc["flags"] = flags
+    return doc
 
 
 def fit_batch(

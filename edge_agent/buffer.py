@@ -661,18 +661,38 @@ class Buffer:
         ).fetchone()
         return int(row[0])
 
-    def depth(self) -> BufferState:
-        """What the buffer holds: readings, batches, bytes and the oldest."""
+    def depth(self, late_cutoff_us: int | None = None) -> BufferState:
+        """What the buffer holds: readings, batches, bytes and the oldest.
+
+        Args:
+            late_cutoff_us: readings received before this are the backlog
+                (pending ones and those in unacked late batches); None leaves
+                the backlog fields at zero.
+        """
         oldest = self._db.execute(
             "SELECT MIN(x) FROM (SELECT MIN(received_at) AS x FROM pending"
             " UNION ALL SELECT MIN(oldest_at) FROM batches)"
         ).fetchone()[0]
+        backlog, backlog_oldest = 0, None
+        if late_cutoff_us is not None:
+            pending_n, pending_oldest = self._db.execute(
+                "SELECT COUNT(*), MIN(received_at) FROM pending WHERE received_at < ?",
+                (late_cutoff_us,),
+            ).fetchone()
+            late_n, late_oldest = self._db.execute(
+                "SELECT COALESCE(SUM(n), 0), MIN(oldest_at) FROM batches WHERE late"
+            ).fetchone()
+            backlog = pending_n + late_n
+            known = [t for t in (pending_oldest, late_oldest) if t is not None]
+            backlog_oldest = min(known) if known else None
         t = self._t
         return BufferState(
             readings=t.pending + t.batch_readings,
             batches=t.batches,
             bytes=t.bytes,
             oldest_us=oldest,
+            backlog_readings=backlog,
+            backlog_oldest_us=backlog_oldest,
         )
 
     @property

@@ -28,8 +28,6 @@ def agent_version() -> str:
 AGENT = f"{AGENT_NAME}/{agent_version()}"
 
 
-# TODO: report the backlog (readings older than late_after_s) apart from the
-# whole depth; BufferState has no field for it yet (a protocol change).
 def state_payload(
     gateway_id: str,
     status: Literal["online", "offline"],

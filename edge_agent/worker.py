@@ -515,10 +515,11 @@ class Worker(threading.Thread):
 
     def _publish_state(self, status: Literal["online", "offline"]) -> None:
         buf = self._buf
+        late_cutoff = now_us() - int(self.settings.late_after_s * 1_000_000)
         payload = state_payload(
             self.settings.gateway_id,
             status,
-            buf.depth(),
+            buf.depth(late_cutoff),
             buf.dropped,
             buf.rejected,
         )

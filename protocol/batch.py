@@ -22,6 +22,7 @@ from protocol.const import (
     DEFAULT_MAX_INFLATED_BYTES,
     DEFAULT_MAX_PAYLOAD_BYTES,
     FLAG_LATE,
+    FLAG_SERVER_TIME,
     Notice,
     RejectReason,
 )
@@ -155,6 +156,17 @@ def _decode_series(
             )
         )
         return
+    if cols.flags is not None and len(cols.flags) != len(cols.ts):
+        out.rejects.append(
+            Reject(
+                RejectReason.LENGTH_MISMATCH,
+                f"{path}.flags",
+                f"{len(cols.ts)} timestamps, {len(cols.flags)} flags",
+                cols.dev,
+                cols.metric,
+            )
+        )
+        return
     if not _fast_path(block, cols, received_us, limits, base_flags):
         _slow_path(out, block, cols, path, received_us, limits, base_flags)
     if block.ts_us:
@@ -189,8 +201,15 @@ def _fast_path(
         return False
     block.ts_us = list(ts)
     block.values = [float(v) for v in values]
-    block.flags = [base_flags] * len(ts)
+    block.flags = _edge_flags(cols, base_flags) or [base_flags] * len(ts)
     return True
+
+
+def _edge_flags(cols: SeriesColumns, base_flags: int) -> list[int] | None:
+    """The flags the edge set, limited to the bits an edge may set."""
+    if cols.flags is None:
+        return None
+    return [(f & FLAG_SERVER_TIME) | base_flags for f in cols.flags]
 
 
 def _slow_path(
@@ -202,6 +221,7 @@ def _slow_path(
     limits: Limits,
     base_flags: int,
 ) -> None:
+    edge_flags = _edge_flags(cols, 0) or [0] * len(cols.ts)
     for j, (raw_ts, raw_value) in enumerate(zip(cols.ts, cols.values, strict=True)):
         try:
             value = parse_value(raw_value, f"{path}.values[{j}]")
@@ -218,4 +238,4 @@ def _slow_path(
             continue
         if flags:
             out.notices[Notice.CLOCK_NOT_SET] += 1
-        block.append(ts_us, value, flags | base_flags)
+        block.append(ts_us, value, flags | edge_flags[j] | base_flags)

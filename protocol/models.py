@@ -39,6 +39,9 @@ class SeriesColumns(_Wire):
     unit: Unit = ""
     ts: list[Any]
     values: list[Any]
+    #: Per-reading FLAG_* bits set at the edge (FLAG_SERVER_TIME: the sensor's
+    #: clock was unset and the gateway stamped the reading); absent = all 0.
+    flags: list[int] | None = None
 
 
 class BatchEnvelope(_Wire):
@@ -64,6 +67,10 @@ class BufferState(_Wire):
     batches: int = 0
     bytes: int = 0
     oldest_us: int | None = None
+    #: Readings waiting longer than the agent's late_after_s: the backlog of an
+    #: outage, drained beside live data; and when the oldest of them arrived.
+    backlog_readings: int = 0
+    backlog_oldest_us: int | None = None
 
 
 class GatewayState(_Wire):
