@@ -24,14 +24,14 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from edge_agent._ratelimit import WarningLimiter
 from edge_agent.client import Backoff, Session
 from edge_agent.config import EdgeSettings
-from edge_agent.const import REJECT_ADAPTER_ERROR
+from edge_agent.const import REJECT_ADAPTER_ERROR, WARNING_INTERVAL_S
 from edge_agent.validation import screen
 from protocol.adapters.base import AdaptedMessage, Adapter
 from protocol.batch import Limits
 from protocol.const import RejectReason
+from protocol.ratelimit import WarningLimiter
 from protocol.readings import Reading
 from protocol.topics import is_valid_id, matches
 from protocol.validate import now_us
@@ -105,7 +105,7 @@ class LocalInput:
         self._inputs = [(i.filter, adapters(i.adapter)) for i in settings.inputs]
         self._limits = Limits(max_future_skew_s=settings.max_future_skew_s)
         self._skew = settings.max_future_skew_s
-        self._warnings = WarningLimiter(_LOGGER)
+        self._warnings = WarningLimiter(_LOGGER, WARNING_INTERVAL_S)
         self.session = Session(
             "local",
             url,

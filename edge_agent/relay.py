@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from edge_agent._ratelimit import WarningLimiter
+from edge_agent.const import WARNING_INTERVAL_S
 from protocol import topics
 from protocol.errors import TopicError
+from protocol.ratelimit import WarningLimiter
 from protocol.topics import TopicKind
 
 _LOGGER = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ class Relay:
         self.gateway_id = gateway_id
         self.template = template
         self._publish = publish
-        self._warnings = WarningLimiter(_LOGGER)
+        self._warnings = WarningLimiter(_LOGGER, WARNING_INTERVAL_S)
         self.relayed = 0
         self.dropped = 0
 

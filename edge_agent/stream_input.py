@@ -20,11 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from edge_agent._ratelimit import WarningLimiter
+from edge_agent.const import WARNING_INTERVAL_S
 from edge_agent.validation import reading_from_line
 from protocol import codec
 from protocol.const import RejectReason
 from protocol.errors import DecodeError
+from protocol.ratelimit import WarningLimiter
 from protocol.readings import Reading
 from protocol.validate import now_us
 
@@ -118,7 +119,7 @@ class _Group:
         self.total: Counter[str] = Counter()
         self.lines = self.readings = 0
         self.since = time.monotonic()
-        self.warnings = WarningLimiter(_LOGGER)
+        self.warnings = WarningLimiter(_LOGGER, WARNING_INTERVAL_S)
 
     @property
     def waiting(self) -> bool:

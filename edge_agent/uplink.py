@@ -19,12 +19,13 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
-from edge_agent._ratelimit import WarningLimiter
 from edge_agent.client import Backoff, Session, tls_context
 from edge_agent.config import EdgeSettings
+from edge_agent.const import WARNING_INTERVAL_S
 from edge_agent.relay import Relay
 from protocol import topics
 from protocol.models import BatchAck
+from protocol.ratelimit import WarningLimiter
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class Uplink:
         gw = settings.gateway_id
         self._handler = handler
         self._relay = relay
-        self._warnings = WarningLimiter(_LOGGER)
+        self._warnings = WarningLimiter(_LOGGER, WARNING_INTERVAL_S)
         self.batch_topic = topics.batch(gw)
         self.state_topic = topics.state(gw)
         self.ack_topic = topics.ack(gw)

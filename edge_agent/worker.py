@@ -30,7 +30,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Literal
 
-from edge_agent._ratelimit import WarningLimiter
 from edge_agent.batcher import BUCKET_BURST_S, Batch, TokenBucket
 from edge_agent.buffer import AddResult, Buffer
 from edge_agent.config import EdgeSettings
@@ -38,6 +37,7 @@ from edge_agent.const import (
     BUSY_WAKE_S,
     IDLE_WAKE_S,
     LOCAL_GROUP_MIN,
+    WARNING_INTERVAL_S,
     WRITE_GROUP_READINGS,
     WRITE_GROUP_S,
     WRITE_LINGER_S,
@@ -48,6 +48,7 @@ from edge_agent.local import LocalInput, LocalMessage
 from edge_agent.state import state_payload
 from edge_agent.uplink import Uplink
 from protocol.models import BatchAck
+from protocol.ratelimit import WarningLimiter
 from protocol.readings import Reading
 from protocol.validate import now_us
 
@@ -144,7 +145,7 @@ class Worker(threading.Thread):
         super().__init__(name=f"edge-worker-{settings.gateway_id}", daemon=True)
         self.settings = settings
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
-        self._warnings = WarningLimiter(_LOGGER)
+        self._warnings = WarningLimiter(_LOGGER, WARNING_INTERVAL_S)
 
         # Set by the agent before start().
         self.uplink: Uplink | None = None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from hub._ratelimit import WarningLimiter
+from hub import const
 from hub._routing import ReceivedMessage, RouteKind
 from hub.storage.base import DeadLetter, IngestItem, Store
 from protocol import codec, topics
@@ -24,6 +24,7 @@ from protocol.batch import Limits, decode_batch
 from protocol.const import RejectReason
 from protocol.errors import DecodeError
 from protocol.models import GatewayState
+from protocol.ratelimit import WarningLimiter
 from protocol.readings import Reject, group_readings
 
 _LOGGER = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class MessageDecoder:
 
     def __init__(self, limits: Limits, limiter: WarningLimiter | None = None) -> None:
         self._limits = limits
-        self._limiter = limiter or WarningLimiter()
+        self._limiter = limiter or WarningLimiter(interval_s=const.WARNING_INTERVAL_S)
 
     def decode(self, msg: ReceivedMessage) -> Decoded:
         """Decode one message; never raises for bad input."""

@@ -31,7 +31,6 @@ from typing import Protocol, TypeVar
 
 from hub import const
 from hub._decode import Decoded, MessageDecoder, PendingAdapted
-from hub._ratelimit import WarningLimiter
 from hub._routing import BadTopic, ReceivedMessage, Route, TopicRouter, decode_topic
 from hub.acks import build_acks
 from hub.config import HubSettings
@@ -42,6 +41,7 @@ from protocol.adapters.base import Adapter
 from protocol.batch import Limits
 from protocol.const import RejectReason
 from protocol.models import GatewayState
+from protocol.ratelimit import WarningLimiter
 from protocol.validate import now_us
 
 __all__ = ["IngestPipeline", "ReceivedMessage", "Route", "Transport"]
@@ -116,7 +116,7 @@ class IngestPipeline:
             max_inflated_bytes=settings.max_inflated_bytes,
             max_future_skew_s=settings.max_future_skew_s,
         )
-        self._limiter = WarningLimiter()
+        self._limiter = WarningLimiter(interval_s=const.WARNING_INTERVAL_S)
         self._decoder = MessageDecoder(self._limits, self._limiter)
         self.metrics = metrics or IngestMetrics()
         self._shed_after_s = shed_after_s
