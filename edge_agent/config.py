@@ -3,7 +3,7 @@
 Sources, strongest first: values given in code or on the command line, the
 environment (``STREAMFLOW_EDGE_<FIELD>``, nested fields joined with ``__``),
 the TOML file (``--config FILE`` or ``STREAMFLOW_EDGE_CONFIG``), the defaults.
-Every field is listed with its meaning in ``edge_agent/SETTINGS.md``.
+Every field is listed with its meaning in the README ("Configuration").
 """
 
 from __future__ import annotations

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
 
-from edge_agent.config import EdgeSettings, load_settings, parse_broker_url
+from edge_agent.config import load_settings, parse_broker_url
 from edge_agent.errors import SettingsError
-
-SETTINGS_MD = Path(__file__).parents[2] / "edge_agent" / "SETTINGS.md"
 
 
 def test_config_defaults():
@@ -146,12 +141,3 @@ def test_parse_broker_url(url, expected):
     """Broker URLs give host, port (scheme default) and TLS."""
     parsed = parse_broker_url(url)
     assert (parsed.host, parsed.port, parsed.tls) == expected
-
-
-def test_settings_md_lists_every_setting():
-    """edge_agent/SETTINGS.md has a row for every field and its env variable."""
-    text = SETTINGS_MD.read_text()
-    for name in EdgeSettings.model_fields:
-        assert re.search(
-            rf"^\| `{name}` \| `STREAMFLOW_EDGE_{name.upper()}` \|", text, re.MULTILINE
-        ), name
