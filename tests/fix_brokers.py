@@ -32,6 +32,9 @@ class BrokerProcess:
         if self.kind == "amqtt":
             return [sys.executable, "-m", "hub.broker", "--port", str(self.port)]
         conf = self._workdir / "mosquitto.conf"
+        # As root, Mosquitto drops to its own user, which cannot write the
+        # test's private folder: its persistence would fail unnoticed.
+        as_root = "user root\n" if os.geteuid() == 0 else ""
         # The site configuration's limits (deploy/mosquitto), on a test port,
         # with persistence so that a restart keeps sessions and queued messages.
         conf.write_text(
@@ -44,10 +47,7 @@ class BrokerProcess:
             "message_size_limit 0\n"
             "log_dest stderr\n"
             "log_type error\n"
-            "log_type warning\n"
-            # As root, Mosquitto drops to its own user, which cannot write the
-            # test's private folder: its persistence would fail unnoticed.
-            + ("user root\n" if os.geteuid() == 0 else "")
+            "log_type warning\n" + as_root
         )
         return [mosquitto_binary(), "-c", str(conf)]
 
