@@ -81,3 +81,47 @@ def test_pg_restarted_twice_hub_survives_and_stores_exact_readings(
     assert len(outages) >= len(restarts)
     assert held == [[] for _ in outages]
     assert_exact_accounting(out, intel_slice)
+
+
+PG_STOP = os.environ.get("STREAMFLOW_TEST_PG_STOP", "pg_ctlcluster 15 main stop")
+PG_START = os.environ.get("STREAMFLOW_TEST_PG_START", "pg_ctlcluster 15 main start")
+#: Longer than the store pool's 10 s connection wait, so that the hub's writes
+#: fail and take the retry path; a shorter outage only makes a write wait.
+OUTAGE_S = 12.0
+
+
+@pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)
+@pytest.mark.parametrize("store_url", ["timescaledb"], indirect=True)
+def test_pg_down_for_seconds_hub_retries_without_acking(
+    site: Site, intel_slice: DataSlice, request
+):
+    """PostgreSQL down for 12 s: writes fail, nothing is acked, then all is stored."""
+    (at_s,) = fault_times(SEED + 1, 1, first_s=2.0, last_s=6.0, gap_s=1.0)
+    site.start(intel_slice.path)
+    acks, pg = AckWatch(site.hub_broker), PgWatch(site.db_url)
+    started = time.monotonic()
+    try:
+        sleep_until(started, at_s)
+        run_command(PG_STOP)
+        time.sleep(OUTAGE_S)
+        run_command(PG_START)
+        site.wait_delivered(intel_slice, DELIVERY_TIMEOUT_S)
+    finally:
+        acks.stop()
+        pg.stop()
+    out = site.finish()
+    outages = pg.outages()
+    held = [acks.between(first + ACK_MARGIN_S, last) for first, last in outages]
+    errors = sum(c.get("store_errors", 0) for c in out.hub_counters.values())
+    print(
+        f"{request.node.name}: seed={SEED + 1} stop_at_s={at_s:.2f} "
+        f"outages_s={[round(last - first, 2) for first, last in outages]} "
+        f"{out.figures(intel_slice)}"
+    )
+
+    assert (site.hub.runs, site.hub.kills) == (1, 0)
+    assert len(outages) == 1
+    assert outages[0][1] - outages[0][0] >= OUTAGE_S - 0.5
+    assert errors >= 1
+    assert held == [[]]
+    assert_exact_accounting(out, intel_slice)
