@@ -91,7 +91,9 @@ class IngestMetrics:
     def count_rejects(self, reasons: Counter[str]) -> None:
         """Rejected readings, fields or messages, by reason."""
         with self._lock:
-            self.rejects.update(reasons)
+            # Plain str keys: reasons may be StrEnum members, which orjson
+            # refuses as dict keys when the status file is written.
+            self.rejects.update({str(k): n for k, n in reasons.items()})
 
     def count_dead_letters(self, n: int) -> None:
         """Messages rejected whole and kept as dead letters."""
@@ -132,7 +134,7 @@ class IngestMetrics:
             self.readings_new += result.inserted
             self.duplicates += result.duplicates
             self.duplicate_batches += len(result.duplicate_batches)
-            self.notices.update(notices)
+            self.notices.update({str(k): n for k, n in notices.items()})
             if newest is not None and (
                 self._newest_us is None or newest > self._newest_us
             ):
