@@ -11,7 +11,6 @@ SIGINT stop it cleanly (drain, commit, ack, disconnect).
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import signal
@@ -53,11 +52,17 @@ _LOGGER = logging.getLogger(__name__)
 _RECENT_PUBLISHES = 256
 
 
+#: Sensor conventions whose device times have no zone (README, adapters).
+_NAIVE_TIME_CONVENTIONS = frozenset({"tasmota"})
+
+
 def load_adapters(settings: HubSettings) -> list[tuple[str, Adapter]]:
     """The (filter, adapter) pairs the settings name.
 
-    Adapters that read device times without an offset (``json``,
-    ``tasmota``) get ``naive_time_zone`` as their zone for them.
+    Conventions whose device times carry no zone by design (Tasmota's
+    ``Time``) read them in ``naive_time_zone``. Everywhere else a time without
+    a zone is a ``naive_timestamp`` reject, as at the edge agent: guessing a
+    zone would store readings hours off without anyone noticing.
 
     Raises:
         ConfigError: an adapter name or option is unknown.
@@ -67,11 +72,9 @@ def load_adapters(settings: HubSettings) -> list[tuple[str, Adapter]]:
     out: list[tuple[str, Adapter]] = []
     for route in settings.adapters:
         options: dict[str, Any] = dict(route.options)
+        if route.adapter in _NAIVE_TIME_CONVENTIONS:
+            options.setdefault("naive_tz", settings.zone)
         try:
-            probe = get_adapter(route.adapter, **options)
-            params = inspect.signature(type(probe)).parameters
-            if "naive_tz" in params and "naive_tz" not in options:
-                options["naive_tz"] = settings.zone
             adapter = get_adapter(route.adapter, **options)
         except ValueError as exc:
             raise ConfigError(f"invalid setting adapters: {exc}") from None
