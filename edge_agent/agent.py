@@ -24,6 +24,7 @@ from edge_agent.buffer import AddResult
 from edge_agent.config import EdgeSettings
 from edge_agent.errors import AgentStoppedError
 from edge_agent.local import AdapterLookup, LocalInput
+from edge_agent.lock import DirLock
 from edge_agent.relay import Relay
 from edge_agent.state import will_payload
 from edge_agent.uplink import Uplink
@@ -61,14 +62,17 @@ class EdgeAgent:
         self.relay: Relay | None = None
         self._stop_event = threading.Event()
         self._lock = threading.Lock()
+        # One process at a time on a buffer: two would reuse seqs.
+        self._dir_lock = DirLock(settings.data_dir)
 
     # -- lifecycle -----------------------------------------------------------
 
     def start(self) -> None:
-        """Open the buffer, then connect to the brokers in the background.
+        """Lock the data dir, open the buffer, then connect in the background.
 
         Raises:
             RuntimeError: the agent is already started.
+            DataDirInUse: another process (or agent) holds the data dir.
             BufferOpenError: the buffer cannot be opened.
             ValueError: an input names an adapter that does not exist.
             OSError: a TLS file cannot be read.
@@ -78,19 +82,12 @@ class EdgeAgent:
             if self._worker is not None:
                 raise RuntimeError("agent already started")
             s = self.settings
-            worker = Worker(s)
-            local = None
-            if s.local_url is not None:
-                local = LocalInput(s, worker.put_local, self._adapters)
-            self.relay = Relay(
-                s.gateway_id, s.downlink_topic, local.publish if local else None
-            )
-            uplink = Uplink(s, worker, self.relay, will_payload(s.gateway_id))
-            worker.uplink, worker.local = uplink, local
-            worker.start()
-            worker.ready.wait(_OPEN_TIMEOUT_S)
-            if worker.failure is not None:
-                raise worker.failure
+            self._dir_lock.acquire()
+            try:
+                worker, uplink, local = self._open()
+            except BaseException:
+                self._dir_lock.release()
+                raise
             self._worker, self._uplink, self._local = worker, uplink, local
             self._stop_event.clear()
         uplink.start()
@@ -104,8 +101,25 @@ class EdgeAgent:
             s.data_dir,
         )
 
+    def _open(self) -> tuple[Worker, Uplink, LocalInput | None]:
+        s = self.settings
+        worker = Worker(s)
+        local = None
+        if s.local_url is not None:
+            local = LocalInput(s, worker.put_local, self._adapters)
+        self.relay = Relay(
+            s.gateway_id, s.downlink_topic, local.publish if local else None
+        )
+        uplink = Uplink(s, worker, self.relay, will_payload(s.gateway_id))
+        worker.uplink, worker.local = uplink, local
+        worker.start()
+        worker.ready.wait(_OPEN_TIMEOUT_S)
+        if worker.failure is not None:
+            raise worker.failure
+        return worker, uplink, local
+
     def stop(self) -> None:
-        """Stop input, flush, publish the offline state and disconnect."""
+        """Stop input, flush, publish the offline state, disconnect, unlock."""
         with self._lock:
             worker, uplink, local = self._worker, self._uplink, self._local
             self._worker = None
@@ -121,6 +135,11 @@ class EdgeAgent:
             _LOGGER.warning("worker did not stop in time gateway=%s", worker.name)
         uplink.stop()
         worker.join(_STOP_TIMEOUT_S)
+        if worker.is_alive():
+            # Its buffer may still be written: keep the data dir locked.
+            _LOGGER.warning("data dir stays locked gateway=%s", worker.name)
+        else:
+            self._dir_lock.release()
         self._stop_event.set()
         _LOGGER.info("agent stopped gateway=%s", self.settings.gateway_id)
 

@@ -1,7 +1,7 @@
 """Batch envelopes: encoding, fitting under the byte bound, pacing the backlog.
 
 A batch is encoded once, when its seq is given, and its bytes are what is sent
-every time (DESIGN.md, "Delivery"). The envelope follows
+every time (README, "Delivery guarantees"). The envelope follows
 :class:`protocol.models.BatchEnvelope`, built as plain dicts and encoded with
 orjson, because validating the model for every batch would cost more than the
 encoding; tests check the bytes against the model.

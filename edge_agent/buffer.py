@@ -4,7 +4,7 @@ One SQLite file in WAL mode holds four tables:
 
 - ``pending``: readings not yet in a batch, in arrival order.
 - ``batches``: formed batches, their payload exactly as sent, until the hub's
-  ack covers their seq (a broker PUBACK is not enough, DESIGN.md "Delivery").
+  ack covers their seq (a broker PUBACK is not enough, README "Delivery guarantees").
 - ``meta``: the next seq (persisted, so that a seq is never reused, even once
   every batch is acked), the gateway id, and cumulative counters of readings
   dropped and rejected, by reason.

@@ -2,7 +2,9 @@
 
 Settings come from ``--config FILE`` (or ``STREAMFLOW_EDGE_CONFIG``), the
 environment (``STREAMFLOW_EDGE_*``) and the options below, which win. A bad
-setting ends the program with exit code 2 and one line naming it.
+setting (a TLS file that cannot be read included) ends the program with exit
+code 2 and one line naming it, and so does a data dir that another agent
+holds (``data dir DIR is in use by pid N``).
 
 Inputs: ``--input mqtt`` (the default) reads the local broker at
 ``local_url``; ``--input stdin`` (or ``-``) and ``--input FILE`` read JSON
@@ -13,6 +15,7 @@ reading is acked (or on SIGINT/SIGTERM; what is not acked stays buffered).
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 import sys
 import threading
@@ -24,6 +27,7 @@ import click
 from edge_agent.agent import EdgeAgent
 from edge_agent.config import EdgeSettings, load_settings
 from edge_agent.errors import AgentStoppedError, BufferOpenError, SettingsError
+from edge_agent.lock import DataDirInUse
 from edge_agent.state import agent_version
 from edge_agent.stream_input import read_lines
 
@@ -31,6 +35,7 @@ _LOGGER = logging.getLogger(__name__)
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 _EXIT_SETTINGS = 2
+_TLS_FILES = ("tls_ca_file", "tls_cert_file", "tls_key_file")
 
 
 def configure_logging(verbose: int) -> None:
@@ -49,11 +54,34 @@ def configure_logging(verbose: int) -> None:
 
 
 def _fail(setting: str, message: str) -> NoReturn:
-    click.echo(f"streamflow-edge: setting {setting}: {message}", err=True)
+    _fail_line(f"setting {setting}: {message}")
+
+
+def _fail_line(message: str) -> NoReturn:
+    click.echo(f"streamflow-edge: {message}", err=True)
     sys.exit(_EXIT_SETTINGS)
 
 
-@click.command(name="streamflow-edge")
+def _check_tls_files(settings: EdgeSettings) -> None:
+    """Fail naming the setting and the file if a TLS file cannot be read."""
+    for setting in _TLS_FILES:
+        path = getattr(settings, setting)
+        if path is None:
+            continue
+        if not path.is_file():
+            _fail(setting, f"no such file {str(path)!r}")
+        if not os.access(path, os.R_OK):
+            _fail(setting, f"cannot read {str(path)!r}: permission denied")
+
+
+def _tls_files(settings: EdgeSettings) -> str:
+    named = [(s, getattr(settings, s)) for s in _TLS_FILES]
+    return ", ".join(f"{s}={str(p)!r}" for s, p in named if p is not None)
+
+
+@click.command(
+    name="streamflow-edge", context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.option(
     "--config",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -97,6 +125,7 @@ def main(
         )
     except SettingsError as exc:
         _fail(exc.setting, str(exc).removeprefix(f"{exc.setting}: "))
+    _check_tls_files(settings)
     stream, name = _open_input(input_, settings)
     agent = EdgeAgent(settings)
     try:
@@ -104,10 +133,15 @@ def main(
             agent.run_forever()
         else:
             _run_with_stream(agent, stream, name)
+    except DataDirInUse as exc:
+        _fail_line(str(exc))
     except BufferOpenError as exc:
         _fail("data_dir", str(exc))
     except (OSError, ssl.SSLError) as exc:
-        _fail("tls_ca_file/tls_cert_file/tls_key_file", str(exc))
+        # Read above already; what is left is a file that is not valid PEM.
+        _fail(
+            "tls_ca_file/tls_cert_file/tls_key_file", f"{exc} ({_tls_files(settings)})"
+        )
 
 
 def _open_input(input_: str, settings: EdgeSettings) -> tuple[BinaryIO | None, str]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextvars
 import os
+import re
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from pydantic_settings import SettingsError as SourceError
 
 from edge_agent.const import HUB_MAX_PAYLOAD_BYTES
 from edge_agent.errors import SettingsError
@@ -49,6 +52,10 @@ _DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 _CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "streamflow_edge_config", default=None
 )
+
+# pydantic-settings names the field of a value it cannot decode (a list given
+# as JSON in the environment) only in its message.
+_SOURCE_ERROR_RE = re.compile(r'field "(?P<field>\w+)" from source "(?P<source>\w+)"')
 
 MqttVersion = Literal["3.1.1", "5"]
 AdapterName = Literal["json", "tasmota", "zigbee2mqtt"]
@@ -422,12 +429,48 @@ def load_settings(config: Path | str | None = None, **values: Any) -> EdgeSettin
     try:
         with _config_file(path):
             return EdgeSettings(**given)
+    except SourceError as exc:  # before ValueError, which it is
+        raise _source_error(exc) from None
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if not loc:  # a check across fields names its setting first
-            loc, _, msg = msg.partition(": ")
-        raise SettingsError(loc, msg) from None
+        raise _validation_error(exc, path) from None
     except ValueError as exc:  # a TOML syntax error, from tomllib
         raise SettingsError("config", f"cannot read {str(path)!r}: {exc}") from None
+
+
+def _source_error(exc: SourceError) -> SettingsError:
+    match = _SOURCE_ERROR_RE.search(str(exc))
+    if match is None:
+        return SettingsError("config", str(exc))
+    field = match["field"]
+    if match["source"] == "EnvSettingsSource":
+        return SettingsError(field, f"not valid JSON in {ENV_PREFIX}{field.upper()}")
+    return SettingsError(field, f"cannot decode the value from {match['source']}")
+
+
+def _validation_error(exc: ValidationError, path: Path | None) -> SettingsError:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        # Only the TOML file and values in code can name a top-level key that
+        # does not exist; say which, rather than pydantic's "extra inputs".
+        in_file = path is not None and _in_toml(path, err["loc"])
+        msg = f"unknown setting in {str(path)!r}" if in_file else "unknown setting"
+    elif not loc:  # a check across fields names its setting first
+        loc, _, msg = msg.partition(": ")
+    return SettingsError(loc, msg)
+
+
+def _in_toml(path: Path, loc: tuple[int | str, ...]) -> bool:
+    """Whether the TOML file holds the key at ``loc`` (it was read once)."""
+    try:
+        node: Any = tomllib.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    for part in loc:
+        if isinstance(node, list):  # an array of tables: by index
+            node = dict(enumerate(node))
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True

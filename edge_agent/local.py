@@ -4,7 +4,7 @@ The session has a fixed client id and is persistent, and the subscriptions
 are QoS 1 with ``manual_ack``: a message is PUBACKed only once its readings
 are committed to the disk buffer. So while the agent is down or restarting,
 the local broker keeps what the sensors publish, and a message the agent took
-but had not committed is redelivered (DESIGN.md, "Delivery").
+but had not committed is redelivered (README, "Delivery guarantees").
 
 Each message goes through the adapter of the first input whose filter matches
 its topic (:mod:`protocol.adapters`). The adapter's ``source`` is the device

@@ -1,7 +1,9 @@
 """The embedded MQTT broker (amqtt), for a single box and for tests.
 
 amqtt speaks MQTT 3.1.1 only; sites that need MQTT 5 shared subscriptions run
-Mosquitto or EMQX instead (README, "Brokers").
+Mosquitto or EMQX instead (README, "Configuration": ``shared_group``). What
+amqtt loses that Mosquitto does not is in the README, "Delivery guarantees"
+(known limits).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
@@ -34,6 +35,13 @@ EXIT_USER_ERROR = 2
 class _Options:
     config: Path | None
     verbose: int
+
+
+def _package_version() -> str:
+    try:
+        return metadata.version("streamflow")
+    except metadata.PackageNotFoundError:  # run from a source tree
+        return "0+unknown"
 
 
 def _fail(message: str) -> NoReturn:
@@ -88,6 +96,7 @@ def _setup_logging(level: str, verbose: int) -> None:
     help="TOML settings file (default: $STREAMFLOW_CONFIG, else none).",
 )
 @click.option("-v", "--verbose", count=True, help="Log DEBUG (-vv: also libraries).")
+@click.version_option(_package_version(), prog_name="streamflow")
 @click.pass_context
 def cli(ctx: click.Context, config: Path | None, verbose: int) -> None:
     """StreamFlow: an MQTT IoT hub with edge buffering and TimescaleDB storage."""
@@ -95,14 +104,27 @@ def cli(ctx: click.Context, config: Path | None, verbose: int) -> None:
 
 
 @cli.command()
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--api-port", type=int, help="REST API port (default 8000).")
-@click.option("--mqtt-port", type=int, help="Embedded broker port (default 1883).")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of the SQLite store, the hub's status and the logs "
+    "(default ./streamflow-data); one `up` at a time may use it.",
+)
+@click.option("--api-port", type=int, help="REST API port, 1-65535 (default 8000).")
+@click.option(
+    "--mqtt-port", type=int, help="Embedded broker port, 1-65535 (default 1883)."
+)
 @click.option("--db", help="Store URL, e.g. postgresql://… (default: SQLite).")
 @click.option("--mqtt-url", help="Use this broker instead of the embedded one.")
 @click.option("--host", help="Address the servers bind to (default 127.0.0.1).")
 @click.option("--demo", is_flag=True, help="Also replay the Intel lab demo data.")
-@click.option("--speedup", type=float, default=60.0, show_default=True)
+@click.option(
+    "--speedup",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Demo replay speed: data seconds per wall second (60: an hour a minute).",
+)
 @_reports_errors
 def up(
     data_dir: Path | None,
@@ -115,6 +137,7 @@ def up(
     speedup: float,
 ) -> None:
     """Run broker, hub and API together on this machine (Ctrl-C stops)."""
+    from edge_agent.lock import DataDirInUse
     from hub.up import UpOptions, run_up
 
     opts: _Options = click.get_current_context().find_object(_Options) or _Options(
@@ -129,16 +152,19 @@ def up(
         api_host=host,
         broker_host=host,
     )
-    code = run_up(
-        UpOptions(
-            settings=settings,
-            embedded_broker=mqtt_url is None,
-            demo=demo,
-            speedup=speedup,
-            config=opts.config,
-            verbose=opts.verbose,
+    try:
+        code = run_up(
+            UpOptions(
+                settings=settings,
+                embedded_broker=mqtt_url is None,
+                demo=demo,
+                speedup=speedup,
+                config=opts.config,
+                verbose=opts.verbose,
+            )
         )
-    )
+    except DataDirInUse as exc:  # an edge_agent error: not caught as a HubError
+        _fail(str(exc))
     sys.exit(code)
 
 
@@ -247,6 +273,15 @@ def devices(gateway: str | None) -> None:
     click.echo(f"{len(rows)} device(s)")
 
 
+def _add_evaluate_command() -> None:
+    from hub.evaluate import evaluate_command
+
+    cli.add_command(evaluate_command, "evaluate")
+
+
+_add_evaluate_command()
+
+
 def _add_simulator_commands() -> None:
     try:
         module = importlib.import_module("simulators.cli")
@@ -259,6 +294,22 @@ def _add_simulator_commands() -> None:
 
 
 _add_simulator_commands()
+
+
+def _add_bench_command() -> None:
+    # The benchmark suite lives beside the packages (benchmarks/); an install
+    # without it simply has no ``bench``. Imported by name, like the
+    # simulators, so that the hub's type check does not pull it in.
+    try:
+        module = importlib.import_module("benchmarks.cli")
+    except ImportError:
+        return
+    command = getattr(module, "bench", None)
+    if isinstance(command, click.Command):
+        cli.add_command(command, "bench")
+
+
+_add_bench_command()
 
 
 def main(argv: list[str] | None = None) -> None:

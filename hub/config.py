@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -32,9 +33,11 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from pydantic_settings import SettingsError as SourceError
 
 from hub import const
 from hub._errors import ConfigError
+from hub.processors.config import ProcessorsConfig
 from protocol import topics
 from protocol.const import (
     DEFAULT_MAX_FUTURE_SKEW_S,
@@ -55,6 +58,9 @@ _PASSWORD_RE = re.compile(r"(password\s*=\s*)('[^']*'|[^\s&]+)", re.IGNORECASE)
 # The TOML file of the settings being built; a context variable because
 # pydantic-settings asks the class, not the instance, for its sources.
 _TOML_FILE: ContextVar[Path | None] = ContextVar("_TOML_FILE", default=None)
+# pydantic-settings names the field of a value it cannot decode (a list given
+# as JSON in the environment) only in its message.
+_SOURCE_ERROR_RE = re.compile(r'field "(?P<field>\w+)" from source "(?P<source>\w+)"')
 
 
 class AdapterRoute(BaseModel):
@@ -100,6 +106,17 @@ class MqttTls(BaseModel):
         default=False,
         description="skip the broker host name check (tests only, never in production)",
     )
+
+    @field_validator("ca_file", "cert_file", "key_file")
+    @classmethod
+    def _check_file(cls, value: Path | None) -> Path | None:
+        # Checked at load, so that a typo is one line naming the setting, not
+        # a traceback from the TLS library when the hub connects.
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file {str(value)!r}")
+        if value is not None and not os.access(value, os.R_OK):
+            raise ValueError(f"cannot read {str(value)!r}: permission denied")
+        return value
 
 
 def _default_adapters() -> list[AdapterRoute]:
@@ -195,6 +212,18 @@ class HubSettings(BaseSettings):
         default="UTC",
         description="IANA zone of device times sent without an offset "
         "(Tasmota's Time, cases C01 and C07)",
+    )
+
+    # Processors (hub/processors).
+    processors_enabled: bool = Field(
+        default=True,
+        description="run the processors (rollups, thresholds, quality, anomaly) "
+        "on the new readings of each commit, publish and store their events",
+    )
+    processors: ProcessorsConfig = Field(
+        default_factory=ProcessorsConfig,
+        description="which processor reads which series, the late horizon, "
+        "queue and reload limits",
     )
 
     # Servers.
@@ -350,21 +379,54 @@ def load_settings(config_file: Path | None = None, **values: Any) -> HubSettings
     token = _TOML_FILE.set(config_file)
     try:
         return HubSettings(**values)
+    except SourceError as exc:  # before ValueError, which it is
+        raise ConfigError(_describe_source(exc)) from None
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(_describe(exc, config_file)) from None
     except ValueError as exc:  # tomllib.TOMLDecodeError is a ValueError
         raise ConfigError(f"config file {str(config_file)!r}: {exc}") from None
     finally:
         _TOML_FILE.reset(token)
 
 
-def _describe(exc: ValidationError) -> str:
+def _describe(exc: ValidationError, config_file: Path | None = None) -> str:
     err = exc.errors()[0]
     loc = [str(p) for p in err["loc"]]
     name = ".".join(loc) or "settings"
     env = ENV_PREFIX + "__".join(p for p in loc if not p.isdigit()).upper()
+    if err["type"] == "extra_forbidden":
+        # A key no setting has comes from the TOML file, or nested from the
+        # environment (STREAMFLOW_TLS__FOO); say which.
+        if config_file is not None and _in_toml(config_file, err["loc"]):
+            return f"unknown setting {name!r} in {config_file}"
+        return f"unknown setting {name!r} ({env})"
     msg = str(err["msg"]).removeprefix("Value error, ")
     return f"invalid setting {name} ({env}): {msg}"
+
+
+def _describe_source(exc: SourceError) -> str:
+    match = _SOURCE_ERROR_RE.search(str(exc))
+    if match is None:
+        return f"invalid settings: {exc}"
+    name = match["field"]
+    if match["source"] == "EnvSettingsSource":
+        return f"invalid setting {name} ({ENV_PREFIX}{name.upper()}): not valid JSON"
+    return f"invalid setting {name}: cannot decode the value from {match['source']}"
+
+
+def _in_toml(path: Path, loc: tuple[int | str, ...]) -> bool:
+    """Whether the TOML file holds the key at ``loc`` (it was read once)."""
+    try:
+        node: Any = tomllib.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    for part in loc:
+        if isinstance(node, list):  # an array of tables: by index
+            node = dict(enumerate(node))
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def check_filter(value: str) -> str:

@@ -15,7 +15,7 @@ DEFAULT_BROKER_HOST: Final = "127.0.0.1"
 DEFAULT_BROKER_PORT: Final = 1883
 SQLITE_FILE_NAME: Final = "streamflow.db"
 
-#: Everything the hub subscribes to and publishes is QoS 1 (DESIGN.md).
+#: Everything the hub subscribes to and publishes is QoS 1 (README, "Protocol v1").
 QOS: Final = 1
 #: Seconds the broker keeps the hub's session (MQTT 5 only; MQTT 3.1.1
 #: brokers keep a persistent session as long as they are configured to).

@@ -8,7 +8,7 @@
                                         BatchAck per gateway, then PUBACKs,
                                         then the on_committed hooks
 
-Delivery (DESIGN.md, "Delivery"): a message is PUBACKed only after the
+Delivery (README, "Delivery guarantees"): a message is PUBACKed only after the
 transaction holding its readings (or its dead letter) committed, and a
 gateway's batch is acked only then. While the store fails, nothing is acked:
 the group is retried with back-off, the queue fills, and then messages are

@@ -5,8 +5,14 @@ the children talk only through the broker and the store. ``up`` starts them
 in order (broker, hub, API, demo), waits until each answers, prints where to
 look, and supervises them. Ctrl-C or SIGTERM stops them in the reverse order,
 each cleanly: the demo's edge agent first, then the hub (which drains its
-queue into the store and acks), then the API, then the broker. A child that
-dies on its own is reported and the rest are stopped; ``up`` then exits 1.
+queue into the store and acks), then the API, then the broker.
+
+Failures are one line each, with the log to read: a part that does not come
+up is reported with the cause its log ends with (the rest are stopped, exit
+2); a part that dies later is reported with its exit code (the rest are
+stopped, exit 1). The data dir is locked (``<data-dir>/.lock``) while ``up``
+runs, so that a second ``up`` on it stops at once instead of sharing its
+store and status file.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +37,7 @@ from typing import IO
 import click
 import orjson
 
+from edge_agent.lock import DirLock
 from hub import const
 from hub._errors import ConfigError, HubError
 from hub._ports import ensure_port_free
@@ -48,7 +56,13 @@ STOP_TIMEOUT_S: dict[str, float] = {
     "broker": 10.0,
 }
 _POLL_S = 0.1
-_LOG_TAIL_LINES = 15
+#: The demo device the README's examples name, preferred in the banner.
+DEMO_DEVICE = "mote-1"
+#: Devices asked whether they have readings, for the banner's example.
+_DEVICES_PROBED = 20
+# A log line as the entry points write it: date, time, level, logger, message.
+_LOG_LINE_LEVELS = (" ERROR ", " CRITICAL ")
+_CLI_ERROR_PREFIX = "streamflow: error: "
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,20 +93,70 @@ class _Child:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     log: IO[bytes] | None = field(default=None, repr=False)
+    #: Where this run's part of the (appended) log starts.
+    log_start: int = 0
+    #: Its failure was reported already (no second line when stopping).
+    reported: bool = False
 
     def exited(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
 
-    def tail(self) -> str:
+    def cause(self) -> str:
+        """The line of this run's log that best says why the child failed."""
         try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
+            with open(self.log_path, "rb") as f:
+                f.seek(self.log_start)
+                text = f.read().decode(errors="replace")
         except OSError:
-            return ""
-        return "\n".join(lines[-_LOG_TAIL_LINES:])
+            return "no log"
+        return last_error_line(text.splitlines())
 
 
 class ChildFailed(HubError):
     """A part of ``up`` exited or did not come up."""
+
+
+def last_error_line(lines: list[str]) -> str:
+    """Pick the line of a child's log that names why it failed.
+
+    The entry points' own one-line error (``streamflow: error: …``) wins,
+    then the last line of a traceback (the exception), then the last ERROR
+    or CRITICAL log line, then simply the last line.
+
+    Args:
+        lines: the log lines of this run of the child.
+
+    Returns:
+        The line, stripped of its prefix or timestamp, or ``no output``.
+    """
+    lines = [line.strip() for line in lines if line.strip()]
+    for line in reversed(lines):
+        if line.startswith(_CLI_ERROR_PREFIX):
+            return line.removeprefix(_CLI_ERROR_PREFIX)
+    if any(line.startswith("Traceback ") for line in lines):
+        return lines[-1]
+    for line in reversed(lines):
+        if any(level in line for level in _LOG_LINE_LEVELS):
+            # date time LEVEL logger message: keep the message.
+            parts = line.split(" ", 4)
+            return parts[4] if len(parts) == 5 else line
+    return lines[-1] if lines else "no output"
+
+
+def pick_device(devices: list[str], has_readings: Callable[[str], bool]) -> str | None:
+    """The device the banner's example names: one that has readings.
+
+    Args:
+        devices: device ids as the API lists them.
+        has_readings: whether a device has readings (asks the API).
+
+    Returns:
+        :data:`DEMO_DEVICE` if it has readings, else the first of the first
+        devices listed that has, else None.
+    """
+    first = [DEMO_DEVICE] if DEMO_DEVICE in devices else []
+    first += [d for d in devices if d != DEMO_DEVICE]
+    return next((d for d in first[:_DEVICES_PROBED] if has_readings(d)), None)
 
 
 class _Interrupted(Exception):
@@ -156,6 +220,8 @@ class Supervisor:
     def _spawn(self, name: str, argv: list[str]) -> _Child:
         child = _Child(name, argv, self.log_dir / f"{name}.log")
         child.log = open(child.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        # The log keeps earlier runs; a failure is explained from this one's.
+        child.log_start = child.log.seek(0, os.SEEK_END)
         child.proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -180,9 +246,10 @@ class Supervisor:
         while time.monotonic() < deadline:
             code = child.exited()
             if code is not None:
+                child.reported = True
                 raise ChildFailed(
-                    f"{child.name} exited with code {code} while starting "
-                    f"(log {child.log_path}):\n{child.tail()}"
+                    f"{child.name} exited with code {code} while starting: "
+                    f"{child.cause()} (log {child.log_path})"
                 )
             if self._stop.is_set():
                 raise _Interrupted
@@ -190,8 +257,9 @@ class Supervisor:
                 return
             time.sleep(_POLL_S)
         raise ChildFailed(
-            f"{child.name} did not come up within {START_TIMEOUT_S:g} s: {what} "
-            f"(log {child.log_path}):\n{child.tail()}"
+            f"{child.name} did not come up within {START_TIMEOUT_S:g} s "
+            f"(waiting for {what}); its log ends: {child.cause()} "
+            f"(log {child.log_path})"
         )
 
     # ------------------------------------------------------------------- parts
@@ -250,19 +318,27 @@ class Supervisor:
         """Start every part, supervise until a signal or a failure, stop all.
 
         Returns:
-            0 after a clean stop, 1 when a part failed.
+            0 after a clean stop, 1 when a part failed after start, 2 when a
+            part did not come up.
 
         Raises:
             PortInUse: a port is taken.
             StoreUnreachable: the store cannot be opened.
-            ConfigError: ``--demo`` without the simulators installed.
+            ConfigError: ``--demo`` without the simulators installed, or a
+                port outside 1-65535.
+            DataDirInUse: another ``up`` runs on the data dir.
         """
-        self._check()
+        self._check_ports()
+        with DirLock(self.data_dir):
+            self._check()
+            return self._run()
+
+    def _run(self) -> int:
         old = {
             sig: signal.signal(sig, self._on_signal)
             for sig in (signal.SIGINT, signal.SIGTERM)
         }
-        failed = False
+        failed = start_failed = False
         try:
             self._start_all()
             self._print_banner()
@@ -271,13 +347,29 @@ class Supervisor:
             click.echo(f"streamflow: {self._signal}: stopping")
         except ChildFailed as exc:
             click.echo(f"streamflow: error: {exc}", err=True)
-            failed = True
+            start_failed = True
         finally:
             failed = not self.stop() or failed
             for sig, handler in old.items():
                 signal.signal(sig, handler)
+        if start_failed:  # the one line above says it all
+            return 2
         click.echo("streamflow: stopped" + (" after a failure" if failed else ""))
         return 1 if failed else 0
+
+    def _check_ports(self) -> None:
+        # Port 0 would let the OS choose, and then nobody knows where the
+        # API or the broker is: `up` needs real ports to hand to its parts.
+        s = self.opts.settings
+        ports = [("--api-port", "api_port", s.api_port)]
+        if self.opts.embedded_broker:
+            ports.append(("--mqtt-port", "broker_port", s.broker_port))
+        for option, setting, port in ports:
+            if not 1 <= port <= 65535:
+                raise ConfigError(
+                    f"invalid port {port} for {option} ({setting}): ports must be "
+                    "1-65535"
+                )
 
     def _check(self) -> None:
         s = self.opts.settings
@@ -305,9 +397,10 @@ class Supervisor:
             for child in self.children:
                 code = child.exited()
                 if code is not None:
+                    child.reported = True
                     click.echo(
                         f"streamflow: error: {child.name} exited unexpectedly with "
-                        f"code {code} (log {child.log_path}):\n{child.tail()}",
+                        f"code {code} (log {child.log_path})",
                         err=True,
                     )
                     return True
@@ -326,7 +419,7 @@ class Supervisor:
     def _print_banner(self) -> None:
         s = self.opts.settings
         broker = "embedded amqtt" if self.opts.embedded_broker else "external"
-        device = self._demo_device() if self.opts.demo else None
+        device = self._example_device()
         lines = [
             "StreamFlow is up.",
             f"  broker  {redact_url(self.mqtt_url)} ({broker})",
@@ -342,19 +435,30 @@ class Supervisor:
         ]
         click.echo("\n".join(lines))
 
-    def _demo_device(self) -> str | None:
-        # The demo's first readings take a moment to arrive; name a real
-        # device in the example when one shows up soon, else a placeholder.
-        deadline = time.monotonic() + 10.0
-        while time.monotonic() < deadline and not self._stop.is_set():
-            body = _http_json(self.api_url + "/v1/devices")
-            if isinstance(body, list) and body:
-                first = body[0]
-                ident = first.get("id") if isinstance(first, dict) else None
-                if isinstance(ident, str):
-                    return ident
+    def _example_device(self) -> str | None:
+        # The demo's first readings take a moment to arrive; name a device
+        # with readings in the example when one shows up soon (the store may
+        # hold some already), else a placeholder.
+        wait_s = 10.0 if self.opts.demo else 0.0
+        deadline = time.monotonic() + wait_s
+        while not self._stop.is_set():
+            device = pick_device(self._devices(), self._has_readings)
+            if device is not None or time.monotonic() >= deadline:
+                return device
             time.sleep(0.5)
         return None
+
+    def _devices(self) -> list[str]:
+        body = _http_json(self.api_url + "/v1/devices")
+        if not isinstance(body, list):
+            return []
+        ids = (d.get("id") if isinstance(d, dict) else None for d in body)
+        return [i for i in ids if isinstance(i, str)]
+
+    def _has_readings(self, device: str) -> bool:
+        quoted = urllib.parse.quote(device, safe="")
+        body = _http_json(f"{self.api_url}/v1/devices/{quoted}/latest")
+        return isinstance(body, list) and bool(body)
 
 
 def _stop_child(child: _Child) -> bool:
@@ -378,8 +482,11 @@ def _stop_child(child: _Child) -> bool:
     # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly,
     # so "killed by SIGTERM" after our SIGTERM is a clean stop too.
     clean = code in (0, -signal.SIGTERM)
-    if not clean:
-        click.echo(f"streamflow: {child.name} exited with code {code}", err=True)
+    if not clean and not child.reported:
+        click.echo(
+            f"streamflow: {child.name} exited with code {code} (log {child.log_path})",
+            err=True,
+        )
     return clean
 
 
@@ -422,11 +529,14 @@ def run_up(opts: UpOptions) -> int:
     """Run ``streamflow up`` until Ctrl-C or SIGTERM.
 
     Returns:
-        The exit status: 0 after a clean stop, 1 when a part failed.
+        The exit status: 0 after a clean stop, 1 when a part failed after
+        start, 2 when a part did not come up (one line said why).
 
     Raises:
         PortInUse: a port is taken (the message names the option to change it).
         StoreUnreachable: the store cannot be opened.
-        ConfigError: ``--demo`` without the simulators installed.
+        ConfigError: ``--demo`` without the simulators installed, or a port
+            outside 1-65535.
+        DataDirInUse: another process holds the data dir.
     """
     return Supervisor(opts).run()

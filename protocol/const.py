@@ -8,7 +8,7 @@ from typing import Final
 PROTOCOL_VERSION: Final = 1
 TOPIC_ROOT: Final = "sf/v1"
 
-#: Device and gateway ids (DESIGN.md, protocol v1).
+#: Device and gateway ids (README, "Protocol v1").
 ID_PATTERN: Final = r"[A-Za-z0-9_.-]{1,64}"
 
 #: Payloads larger than this are refused before any parsing (case C17).

@@ -1,4 +1,4 @@
-"""Topic builders and parsers for protocol v1 (the topic table in DESIGN.md).
+"""Topic builders and parsers for protocol v1 (the topic table in the README).
 
 Every builder validates the ids it is given, so that no stored name with a
 wildcard can ever become part of a topic or a subscription filter.

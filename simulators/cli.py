@@ -6,6 +6,11 @@ forwards batches to the hub's broker) or to a broker as plain JSON sensors
 (``--via mqtt``: what a site's local broker sees from gateway-less devices).
 They stop by themselves at their bound, or on Ctrl-C, and print one summary
 line with exact counts.
+
+What stops a run before it starts (a data path without data of the format
+asked, a broker that does not answer, an edge agent that cannot start, such
+as on a data dir another run holds) is one line and exit status 2; a failure
+during the run is one line and exit status 1.
 """
 
 from __future__ import annotations
@@ -21,19 +26,73 @@ from typing import Any
 
 import click
 
-from simulators.datasets import SHIPPED_DATA
-from simulators.errors import SimulatorError
+from protocol.readings import Reading
+from simulators.datasets import SHIPPED_DATA, dataset_files
+from simulators.errors import DatasetError, SimulatorError
 from simulators.fleet import FaultRates, FleetSpec
 from simulators.fleet import simulate as simulate_fleet
 from simulators.gateways import EdgeGatewaySink, gateway_ids
 from simulators.replay import ReplayOptions, replay_path
-from simulators.sinks import MqttSensorSink, Sink
+from simulators.sinks import (
+    DEFAULT_ACK_TIMEOUT_S,
+    MqttSensorSink,
+    Sink,
+    check_reachable,
+)
 from simulators.timeline import TimestampMode
 
 _LOGGER = logging.getLogger(__name__)
 
 _VIA = click.Choice(["edge", "mqtt"])
 _RATES = FaultRates()
+
+
+class _StartError(click.ClickException):
+    """A run that cannot start: one line, exit status 2 (as for bad usage)."""
+
+    exit_code = 2
+
+
+class _Started:
+    """A sink that tells a failure to start apart from a failure later."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.started = False
+
+    def start(self) -> None:
+        self.sink.start()
+        self.started = True
+
+    def send(self, readings: list[Reading]) -> None:
+        self.sink.send(readings)
+
+    def close(self, timeout: float = DEFAULT_ACK_TIMEOUT_S) -> int:
+        return self.sink.close(timeout)
+
+
+def _check_data(data: Path, fmt: str) -> None:
+    """Fail now, with a hint, if ``data`` holds no data of the format asked."""
+    try:
+        dataset_files(data, fmt)
+    except DatasetError as exc:
+        raise _StartError(_dataset_hint(data, fmt, exc)) from exc
+
+
+def _dataset_hint(data: Path, fmt: str, exc: DatasetError) -> str:
+    if fmt == "auto" or not data.is_dir():
+        return str(exc)
+    try:
+        found = sorted({f.value for _, f in dataset_files(data, "auto")})
+    except DatasetError:
+        return str(exc)
+    held = " and ".join(found)
+    if data.resolve() == SHIPPED_DATA.resolve():
+        return (
+            f"no {fmt} files in {data}; the shipped data is {held}: "
+            f"give --data FILE|DIR with {fmt} data"
+        )
+    return f"no {fmt} files in {data}; it holds {held} files"
 
 
 def _stop_on_signals() -> threading.Event:
@@ -60,10 +119,20 @@ def _make_sink(
     username: str | None,
     password: str | None,
 ) -> Sink:
+    """The sink ``--via`` names.
+
+    Raises:
+        _StartError: with ``--via edge``, nothing listens at ``hub_url`` (the
+            agents would only retry, so the run would wait for nothing).
+    """
     if via == "mqtt":
         return MqttSensorSink(
             mqtt_url, client_id=client_id, username=username, password=password
         )
+    try:
+        check_reachable(hub_url)
+    except SimulatorError as exc:
+        raise _StartError(str(exc)) from exc
     settings: dict[str, Any] = {}
     if username:
         settings["username"] = username
@@ -217,12 +286,17 @@ def replay(
         ids = gateway_ids(gateways, gateway_prefix)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    sink = _make_sink(
-        via, ids, hub_url, mqtt_url, edge_dir, client_id, username, password
+    _check_data(data, fmt)
+    sink = _Started(
+        _make_sink(via, ids, hub_url, mqtt_url, edge_dir, client_id, username, password)
     )
     try:
         summary = replay_path(data, sink, fmt, options, _stop_on_signals())
+    except DatasetError as exc:
+        raise _StartError(str(exc)) from exc
     except SimulatorError as exc:
+        if not sink.started:
+            raise _StartError(str(exc)) from exc
         raise click.ClickException(str(exc)) from exc
     click.echo(summary.line())
 
@@ -329,14 +403,14 @@ def simulate(
     show = sys.stderr.isatty() if progress is None else progress
     try:
         sink.start()
-        try:
-            result = simulate_fleet(
-                spec, sink, duration, count, _stop_on_signals(), show
-            )
-        finally:
-            sink.close()
+    except SimulatorError as exc:
+        raise _StartError(str(exc)) from exc
+    try:
+        result = simulate_fleet(spec, sink, duration, count, _stop_on_signals(), show)
     except SimulatorError as exc:
         raise click.ClickException(str(exc)) from exc
+    finally:
+        sink.close()
     click.echo(result.summary.line())
     kinds = Counter(event.kind for event in result.faults)
     click.echo(

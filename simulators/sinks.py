@@ -14,6 +14,7 @@ A :class:`Sink` takes lists of readings in time order. Two kinds exist:
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -29,6 +30,8 @@ _SCHEMES: Final = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True}
 #: Messages published but not yet acknowledged before send() waits.
 DEFAULT_MAX_UNACKED: Final = 2_000
 DEFAULT_CONNECT_TIMEOUT_S: Final = 10.0
+#: How long :func:`check_reachable` waits for a TCP connection.
+DEFAULT_CHECK_TIMEOUT_S: Final = 5.0
 DEFAULT_ACK_TIMEOUT_S: Final = 30.0
 
 
@@ -102,6 +105,46 @@ def redact(url: str) -> str:
     if parts.port:
         netloc += f":{parts.port}"
     return parts._replace(netloc=netloc).geturl()
+
+
+def check_reachable(
+    url: str, timeout: float = DEFAULT_CHECK_TIMEOUT_S
+) -> BrokerAddress:
+    """Check that something accepts TCP connections at a broker URL.
+
+    The in-process edge agents reconnect with back-off forever, as a gateway
+    must; a command that feeds them checks the hub's broker once up front, so
+    that a wrong URL fails in seconds rather than after the whole run.
+
+    Args:
+        url: the broker, ``mqtt://host[:port]`` (or ``mqtts://``).
+        timeout: seconds to wait for the connection.
+
+    Returns:
+        The parsed address.
+
+    Raises:
+        SinkError: the URL is not a broker URL, or nothing accepted the
+            connection within ``timeout`` (the message gives the reason, as
+            ``cannot connect to mqtt://host:port: Connection refused``).
+    """
+    try:
+        address = BrokerAddress.parse(url)
+    except ValueError as exc:
+        raise SinkError(str(exc)) from exc
+    try:
+        with socket.create_connection((address.host, address.port), timeout):
+            pass
+    except OSError as exc:
+        raise SinkError(f"cannot connect to {address}: {os_reason(exc)}") from exc
+    return address
+
+
+def os_reason(exc: OSError) -> str:
+    """The reason of a socket error without its errno (``Connection refused``)."""
+    if isinstance(exc, TimeoutError) and not exc.strerror:
+        return "timed out"
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 def telemetry_messages(readings: list[Reading]) -> list[tuple[str, bytes]]:
@@ -198,7 +241,11 @@ class MqttSensorSink:
             # A blocking first connect, so that a refused port fails at once;
             # after that paho's network thread reconnects by itself.
             self._client.connect(self.address.host, self.address.port, 30)
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
+            raise SinkError(
+                f"cannot connect to {self.address}: {os_reason(exc)}"
+            ) from exc
+        except ValueError as exc:
             raise SinkError(f"cannot connect to {self.address}: {exc}") from exc
         self._client.loop_start()
         with self._cond:

@@ -37,7 +37,7 @@ def create_app(
     Returns:
         The application, to be served by uvicorn.
     """
-    # TODO: authentication and roles (DESIGN.md, "Security"); the routes are
+    # TODO: authentication and roles (the secured API release); the routes are
     # read-only and bound to 127.0.0.1 by default until then.
     app = FastAPI(
         title=API_TITLE,

@@ -2,12 +2,12 @@
 
 Which device. On ``sf/v1/dev/{dev}/up/telemetry`` (the default filter) the
 device is the topic's ``{dev}``, and a device name in the payload is ignored:
-a device may publish only under its own topic (DESIGN.md, Security), so the
-payload must not be able to speak for another one. On any other topic the
-device is the payload's top-level ``device``, ``device_name`` or ``dev`` field
-(a string of 1 to 128 characters without control characters, or an integer),
-else the topic's last non-empty level. A device field of any other kind
-rejects the message as ``bad_device_id``.
+a device may publish only under its own topic (broker ACLs enforce that once
+the secured API adds them), so the payload must not speak for another one. On
+any other topic the device is the payload's top-level ``device``,
+``device_name`` or ``dev`` field (a string of 1 to 128 characters without
+control characters, or an integer), else the topic's last non-empty level. A
+device field of any other kind rejects the message as ``bad_device_id``.
 
 Which shapes. The payload is one of:
 

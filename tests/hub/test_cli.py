@@ -149,6 +149,8 @@ def test_help_lists_commands(runner):
 def test_settings_env_wins_over_toml(tmp_path, monkeypatch):
     """The environment overrides the TOML file, which overrides the defaults."""
     config = tmp_path / "hub.toml"
+    ca_file = tmp_path / "ca.pem"  # the TLS files must exist at load
+    ca_file.write_text("")
     config.write_text(
         'mqtt_url = "mqtt://10.0.0.1:1883"\n'
         "queue_max_messages = 64\n"
@@ -156,7 +158,7 @@ def test_settings_env_wins_over_toml(tmp_path, monkeypatch):
         'adapter = "tasmota"\n'
         'filter = "tele/+/SENSOR"\n'
         "[tls]\n"
-        'ca_file = "/etc/ca.pem"\n'
+        f'ca_file = "{ca_file}"\n'
     )
     monkeypatch.setenv("STREAMFLOW_QUEUE_MAX_MESSAGES", "32")
 
@@ -169,7 +171,7 @@ def test_settings_env_wins_over_toml(tmp_path, monkeypatch):
     assert settings.adapters == [
         AdapterRoute(adapter="tasmota", filter="tele/+/SENSOR")
     ]
-    assert str(settings.tls.ca_file) == "/etc/ca.pem"
+    assert settings.tls.ca_file == ca_file
     assert settings.mqtt_tls is True
 
 

@@ -57,12 +57,12 @@ def test_replay_loop_at_speedup_zero_is_usage_error():
 
 
 def test_replay_no_broker_fails_cleanly():
-    """No broker at --mqtt-url: exit 1 with a one-line error, no traceback."""
+    """No broker at --mqtt-url: exit 2 with a one-line error, no traceback."""
     url = f"mqtt://127.0.0.1:{free_port()}"
     result = CliRunner().invoke(
         replay, ["--via", "mqtt", "--mqtt-url", url, "--speedup", "0", "--limit", "5"]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "cannot connect to mqtt://127.0.0.1:" in result.output
     assert "Traceback" not in result.output
 
