@@ -42,6 +42,8 @@ from hub._errors import BrokerUnreachable, ConfigError, StoreUnreachable
 from hub.config import HubSettings, redact_url
 from hub.ingest import IngestPipeline
 from hub.metrics import IngestMetrics
+from hub.processors.errors import ProcessorError
+from hub.processors.host import ProcessorHost
 from hub.storage import Store, open_store
 from protocol.adapters.base import Adapter
 from protocol.validate import now_us
@@ -116,6 +118,17 @@ class HubService:
         self._status_path = status_path
         self._client = self._make_client()
 
+        # Processors, fed each commit's new readings (hub/processors).
+        self.processors: ProcessorHost | None = None
+        if settings.processors_enabled:
+            try:
+                self.processors = ProcessorHost(
+                    settings.processors, store, self.publish
+                )
+            except ProcessorError as exc:
+                raise ConfigError(f"invalid setting processors.routes: {exc}") from None
+            self.pipeline.on_committed.append(self.processors.on_committed)
+
         # Connection state, set from paho's network thread.
         self._ready = threading.Event()
         self._connect_error: str | None = None
@@ -181,6 +194,8 @@ class HubService:
             BrokerUnreachable: the broker cannot be reached, refused the
                 connection, or did not answer within ``timeout_s``.
         """
+        if self.processors is not None:
+            self.processors.start()
         self.pipeline.start()
         s = self.settings
         try:
@@ -198,6 +213,7 @@ class HubService:
                 self._client.connect(s.mqtt_host, s.mqtt_port, const.KEEPALIVE_S)
         except OSError as exc:  # refused, unknown host, timed out
             self.pipeline.stop(0)
+            self._stop_processors(0)
             raise BrokerUnreachable(
                 self.broker, str(exc) or type(exc).__name__
             ) from exc
@@ -206,6 +222,7 @@ class HubService:
             detail = self._connect_error or f"no answer after {timeout_s:g} s"
             self._client.loop_stop()
             self.pipeline.stop(0)
+            self._stop_processors(0)
             raise BrokerUnreachable(self.broker, detail)
         self._start_status()
 
@@ -218,6 +235,10 @@ class HubService:
         deadline = time.monotonic() + grace_s
         self._stopping = True
         drained = self.pipeline.stop(grace_s)
+        # What the drain committed goes through the processors, whose events
+        # are published before the client disconnects; a second at least,
+        # since a commit's events exist nowhere else yet.
+        self._stop_processors(max(1.0, deadline - time.monotonic()))
         # The acks are QoS 1: wait (briefly) until the broker has them, so
         # that a gateway does not resend a batch that is already committed.
         for info in list(self._recent):
@@ -235,6 +256,10 @@ class HubService:
         self.pipeline.log_counters()
         _LOGGER.info("hub stopped broker=%s drained=%s", self.broker, drained)
         return drained
+
+    def _stop_processors(self, grace_s: float) -> None:
+        if self.processors is not None:
+            self.processors.stop(grace_s)
 
     # ------------------------------------------------------- paho's callbacks
 
@@ -328,6 +353,9 @@ class HubService:
             "store": self.store.kind,
             "updated_us": now_us(),
             "counters": self.metrics.snapshot(),
+            "processors": (
+                None if self.processors is None else self.processors.figures()
+            ),
         }
 
     def write_status(self, state: str = "running") -> None:

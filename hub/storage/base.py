@@ -266,3 +266,118 @@ class Store(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+    # -- processors (hub/processors): rollups, rules, events -------------------
+    # Added for the processors; their records are defined below.
+
+    def refresh_rollups(self, buckets: list[tuple[str, str, int]]) -> int:
+        """Recompute the 1-minute rollups of (device, metric, minute start µs).
+
+        Each minute is computed again from the stored readings and upserted,
+        so that running it twice changes nothing and late readings merge.
+
+        Returns:
+            The rollup rows written.
+        """
+        ...
+
+    def rollups(
+        self, device: str, metric: str, from_us: int, to_us: int
+    ) -> list[Rollup]:
+        """The 1-minute rollups of one series starting in ``[from_us, to_us)``."""
+        ...
+
+    def create_rule(self, rule: RuleRecord, replace: bool = False) -> RuleRecord:
+        """Store a rule; return it with its stored times.
+
+        Raises:
+            ValueError: a rule with this id exists and ``replace`` is false.
+        """
+        ...
+
+    def get_rule(self, rule_id: str) -> RuleRecord | None:
+        """One rule, or None."""
+        ...
+
+    def list_rules(self, kind: str | None = None) -> list[RuleRecord]:
+        """Every rule (of one kind), ordered by id."""
+        ...
+
+    def delete_rule(self, rule_id: str) -> bool:
+        """Delete a rule; return whether it existed."""
+        ...
+
+    def record_events(self, events: list[EventRecord]) -> list[str]:
+        """Store events in one transaction; return the ids that were new."""
+        ...
+
+    def list_events(
+        self,
+        device: str | None = None,
+        kind: str | None = None,
+        from_us: int | None = None,
+        to_us: int | None = None,
+        limit: int = 1000,
+    ) -> list[EventRecord]:
+        """Events with reading times in ``[from_us, to_us)``, oldest first."""
+        ...
+
+
+# ---------------------------------------------------------------------------
+# Processors (hub/processors): rollups, rules and events.
+#
+# The processors' own models (pydantic, in hub/processors) are converted to
+# these plain records at this interface, so that the storage package never
+# imports the processors package.
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """One series' readings in one minute, as the ``rollups_1m`` table holds them.
+
+    ``last`` is the value with the newest reading time in the minute.
+    """
+
+    start_us: int
+    count: int
+    min: float
+    max: float
+    mean: float
+    last: float
+
+
+@dataclass(frozen=True, slots=True)
+class RuleRecord:
+    """A processor rule as stored: its id, kind and JSON spec.
+
+    The spec is validated by the processor that reads it (for ``threshold``
+    rules, :class:`hub.processors.thresholds.ThresholdRule`).
+    """
+
+    id: str
+    kind: str
+    spec: dict[str, Any]
+    created_us: int = 0
+    updated_us: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """A processor event as stored (see :class:`hub.processors.events.Event`).
+
+    ``id`` is derived from what the event is about, so storing the same event
+    twice keeps one row.
+    """
+
+    id: str
+    kind: str
+    state: str
+    device: str
+    metric: str
+    ts_us: int
+    value: float | None
+    severity: str
+    rule: str = ""
+    past: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+    detected_us: int = 0

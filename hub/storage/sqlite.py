@@ -47,13 +47,17 @@ from hub.storage.base import (
     Bucket,
     DeadLetter,
     DeviceInfo,
+    EventRecord,
     GatewayInfo,
     IngestItem,
+    Rollup,
+    RuleRecord,
     Scope,
     WriteResult,
 )
 from protocol.models import GatewayState
 from protocol.readings import Reading
+from protocol.topics import check_id
 from protocol.validate import now_us
 
 _LOGGER = logging.getLogger(__name__)
@@ -711,6 +715,168 @@ class SQLiteStore:
         with self._lock:
             self._conn.close()
 
+    # -- processors (hub/processors): rollups, rules, events ------------------
+    # Added for the processors; the tables come from migration 0002.
+
+    def refresh_rollups(self, buckets: Sequence[tuple[str, str, int]]) -> int:
+        """Recompute the 1-minute rollups of (device, metric, minute start µs).
+
+        Each minute is computed again from its stored readings and upserted
+        whole, so that a refresh run twice changes nothing and a late reading
+        merges into its minute. Series that have no readings are skipped.
+
+        Returns:
+            The rollup rows written.
+        """
+        keys = sorted({(d, m, b - b % _MINUTE_US) for d, m, b in buckets})
+        if not keys:
+            return 0
+        with self._transaction() as cur:
+            ids = self._known_series(cur, {(d, m) for d, m, _ in keys})
+            rows = [
+                {"sid": ids[(d, m)], "b": b, "e": b + _MINUTE_US}
+                for d, m, b in keys
+                if (d, m) in ids
+            ]
+            before = self._conn.total_changes
+            cur.executemany(_REFRESH_ROLLUP, rows)
+            return self._conn.total_changes - before
+
+    def _known_series(
+        self, cur: sqlite3.Cursor, keys: set[tuple[str, str]]
+    ) -> dict[tuple[str, str], int]:
+        ids: dict[tuple[str, str], int] = {}
+        for device, metric in sorted(keys):
+            sid = self._series.get((device, metric))
+            if sid is None:
+                row = cur.execute(
+                    "SELECT id FROM series WHERE device = ? AND metric = ?",
+                    (device, metric),
+                ).fetchone()
+                if row is None:
+                    continue
+                sid = row[0]
+            ids[(device, metric)] = sid
+        return ids
+
+    def rollups(
+        self, device: str, metric: str, from_us: int, to_us: int
+    ) -> list[Rollup]:
+        """The 1-minute rollups of one series starting in ``[from_us, to_us)``."""
+        rows = self._query(
+            "SELECT r.bucket, r.n, r.min, r.max, r.sum, r.last"
+            " FROM rollups_1m r JOIN series s ON s.id = r.series_id"
+            " WHERE s.device = ? AND s.metric = ? AND r.bucket >= ? AND r.bucket < ?"
+            " ORDER BY r.bucket",
+            (device, metric, from_us, to_us),
+        )
+        return [
+            Rollup(b, n, float(lo), float(hi), float(total) / n, float(last))
+            for b, n, lo, hi, total, last in rows
+        ]
+
+    def create_rule(self, rule: RuleRecord, replace: bool = False) -> RuleRecord:
+        """Store a rule; return it with its stored times.
+
+        Raises:
+            ValueError: the id is not a valid id, or a rule with this id
+                exists and ``replace`` is false.
+        """
+        check_id(rule.id, "rule id")
+        at = now_us()
+        with self._transaction() as cur:
+            row = cur.execute(
+                "INSERT INTO rules (id, kind, spec, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING 1",
+                (rule.id, rule.kind, _dumps(rule.spec), at, at),
+            ).fetchone()
+            if row is None:
+                if not replace:
+                    raise ValueError(f"rule {rule.id!r} already exists")
+                cur.execute(
+                    "UPDATE rules SET kind = ?, spec = ?, updated_at = ? WHERE id = ?",
+                    (rule.kind, _dumps(rule.spec), at, rule.id),
+                )
+        stored = self.get_rule(rule.id)
+        if stored is None:  # pragma: no cover - written in the transaction above
+            raise RuntimeError(f"rule {rule.id!r} vanished after it was written")
+        return stored
+
+    def get_rule(self, rule_id: str) -> RuleRecord | None:
+        """One rule, or None."""
+        rows = self._query(
+            "SELECT id, kind, spec, created_at, updated_at FROM rules WHERE id = ?",
+            (rule_id,),
+        )
+        return _rule(rows[0]) if rows else None
+
+    def list_rules(self, kind: str | None = None) -> list[RuleRecord]:
+        """Every rule (of one kind), ordered by id."""
+        sql = "SELECT id, kind, spec, created_at, updated_at FROM rules"
+        params: list[Any] = []
+        if kind is not None:
+            sql += " WHERE kind = ?"
+            params.append(kind)
+        return [_rule(r) for r in self._query(sql + " ORDER BY id", params)]
+
+    def delete_rule(self, rule_id: str) -> bool:
+        """Delete a rule; return whether it existed."""
+        with self._transaction() as cur:
+            cur.execute("DELETE FROM rules WHERE id = ?", (rule_id,))
+            return cur.rowcount > 0
+
+    def record_events(self, events: Sequence[EventRecord]) -> list[str]:
+        """Store events in one transaction; return the ids that were new."""
+        new: list[str] = []
+        with self._transaction() as cur:
+            for e in events:
+                row = cur.execute(
+                    _INSERT_EVENT,
+                    (
+                        e.id,
+                        e.kind,
+                        e.state,
+                        e.device,
+                        e.metric,
+                        e.ts_us,
+                        None if e.value is None else float(e.value),
+                        e.severity,
+                        e.rule,
+                        int(e.past),
+                        _dumps(e.details),
+                        e.detected_us,
+                    ),
+                ).fetchone()
+                if row is not None:
+                    new.append(e.id)
+        return new
+
+    def list_events(
+        self,
+        device: str | None = None,
+        kind: str | None = None,
+        from_us: int | None = None,
+        to_us: int | None = None,
+        limit: int = 1000,
+    ) -> list[EventRecord]:
+        """Events with reading times in ``[from_us, to_us)``, oldest first."""
+        where: list[str] = []
+        params: list[Any] = []
+        for clause, value in (
+            ("device = ?", device),
+            ("kind = ?", kind),
+            ("ts >= ?", from_us),
+            ("ts < ?", to_us),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._query(sql + " ORDER BY ts, id LIMIT ?", [*params, limit])
+        return [_event(r) for r in rows]
+
 
 def _statements(script: str) -> Iterator[str]:
     # executescript() would commit first and so break the migration's
@@ -764,4 +930,57 @@ def _gateway(row: tuple[Any, ...]) -> GatewayInfo:
         buffer_readings=readings,
         buffer_bytes=size,
         dropped={str(k): int(v) for k, v in orjson.loads(dropped).items()},
+    )
+
+
+# -- processors: SQL and row conversions ------------------------------------
+
+_MINUTE_US = 60_000_000
+# One minute recomputed whole from its readings; "last" is the value with the
+# newest ts (a subquery: with several min/max aggregates, SQLite's bare
+# column rule does not say which row a bare column comes from).
+_REFRESH_ROLLUP = """
+INSERT INTO rollups_1m (series_id, bucket, n, sum, min, max, last, last_ts)
+SELECT series_id, :b, count(*), sum(value), min(value), max(value),
+    (SELECT value FROM readings WHERE series_id = :sid AND ts >= :b AND ts < :e
+     ORDER BY ts DESC LIMIT 1),
+    max(ts)
+FROM readings WHERE series_id = :sid AND ts >= :b AND ts < :e
+GROUP BY series_id
+ON CONFLICT (series_id, bucket) DO UPDATE SET
+    n = excluded.n, sum = excluded.sum, min = excluded.min, max = excluded.max,
+    last = excluded.last, last_ts = excluded.last_ts
+"""
+_INSERT_EVENT = """
+INSERT INTO events (id, kind, state, device, metric, ts, value, severity, rule,
+    past, details, detected_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO NOTHING RETURNING 1
+"""
+_EVENT_COLUMNS = (
+    "id, kind, state, device, metric, ts, value, severity, rule, past, details,"
+    " detected_at"
+)
+
+
+def _rule(row: tuple[Any, ...]) -> RuleRecord:
+    rule_id, kind, spec, created, updated = row
+    return RuleRecord(rule_id, kind, orjson.loads(spec), created, updated)
+
+
+def _event(row: tuple[Any, ...]) -> EventRecord:
+    ev, kind, state, dev, metric, ts, value, sev, rule, past, details, at = row
+    return EventRecord(
+        id=ev,
+        kind=kind,
+        state=state,
+        device=dev,
+        metric=metric,
+        ts_us=ts,
+        value=None if value is None else float(value),
+        severity=sev,
+        rule=rule,
+        past=bool(past),
+        details=orjson.loads(details),
+        detected_us=at,
     )

@@ -44,6 +44,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import orjson
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
@@ -68,13 +69,17 @@ from hub.storage.base import (
     Bucket,
     DeadLetter,
     DeviceInfo,
+    EventRecord,
     GatewayInfo,
     IngestItem,
+    Rollup,
+    RuleRecord,
     Scope,
     WriteResult,
 )
 from protocol.models import GatewayState
 from protocol.readings import Reading
+from protocol.topics import check_id
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -903,6 +908,174 @@ class TimescaleStore:
         """Close the pool and its connections."""
         self._pool.close()
 
+    # -- processors (hub/processors): rollups, rules, events ------------------
+    # Added for the processors; the tables come from migration 0002.
+
+    def refresh_rollups(self, buckets: Sequence[tuple[str, str, int]]) -> int:
+        """Recompute the 1-minute rollups of (device, metric, minute start µs).
+
+        One statement recomputes every minute named from its stored readings
+        and upserts it whole, so that a refresh run twice changes nothing and
+        a late reading merges into its minute. Series that have no readings
+        are skipped.
+
+        Returns:
+            The rollup rows written.
+        """
+        keys = sorted({(d, m, b - b % _MINUTE_US) for d, m, b in buckets})
+        if not keys:
+            return 0
+        with self._transaction() as conn:
+            ids = self._known_series(conn, {(d, m) for d, m, _ in keys})
+            pairs = [(ids[(d, m)], b) for d, m, b in keys if (d, m) in ids]
+            if not pairs:
+                return 0
+            with conn.cursor() as cur:
+                cur.execute(
+                    _REFRESH_ROLLUPS,
+                    [[p[0] for p in pairs], [us_to_dt(p[1]) for p in pairs]],
+                )
+                return cur.rowcount
+
+    def _known_series(
+        self, conn: Conn, keys: set[tuple[str, str]]
+    ) -> dict[tuple[str, str], int]:
+        ids = {k: self._series[k] for k in keys if k in self._series}
+        missing = sorted(keys - ids.keys())
+        if missing:
+            rows = conn.execute(
+                _SELECT_SERIES, [[k[0] for k in missing], [k[1] for k in missing]]
+            ).fetchall()
+            ids.update({(dev, metric): sid for sid, dev, metric in rows})
+        return ids
+
+    def rollups(
+        self, device: str, metric: str, from_us: int, to_us: int
+    ) -> list[Rollup]:
+        """The 1-minute rollups of one series starting in ``[from_us, to_us)``."""
+        with self._pool.connection() as conn, conn.cursor(binary=True) as cur:
+            cur.execute(
+                "SELECT r.bucket, r.n, r.min, r.max, r.sum, r.last"
+                " FROM rollups_1m r JOIN series s ON s.id = r.series_id"
+                " WHERE s.device = %s AND s.metric = %s"
+                " AND r.bucket >= %s AND r.bucket < %s ORDER BY r.bucket",
+                [device, metric, us_to_dt(from_us), us_to_dt(to_us)],
+            )
+            rows = cur.fetchall()
+        return [
+            Rollup(dt_to_us(b), n, lo, hi, total / n, last)
+            for b, n, lo, hi, total, last in rows
+        ]
+
+    def create_rule(self, rule: RuleRecord, replace: bool = False) -> RuleRecord:
+        """Store a rule; return it with its stored times.
+
+        Raises:
+            ValueError: the id is not a valid id, or a rule with this id
+                exists and ``replace`` is false.
+        """
+        check_id(rule.id, "rule id")
+        with self._transaction() as conn:
+            row = conn.execute(
+                "INSERT INTO rules (id, kind, spec) VALUES (%s, %s, %s)"
+                " ON CONFLICT (id) DO NOTHING RETURNING id",
+                [rule.id, rule.kind, Jsonb(rule.spec)],
+            ).fetchone()
+            if row is None:
+                if not replace:
+                    raise ValueError(f"rule {rule.id!r} already exists")
+                conn.execute(
+                    "UPDATE rules SET kind = %s, spec = %s, updated_at = now()"
+                    " WHERE id = %s",
+                    [rule.kind, Jsonb(rule.spec), rule.id],
+                )
+        stored = self.get_rule(rule.id)
+        if stored is None:  # pragma: no cover - written in the transaction above
+            raise RuntimeError(f"rule {rule.id!r} vanished after it was written")
+        return stored
+
+    def get_rule(self, rule_id: str) -> RuleRecord | None:
+        """One rule, or None."""
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT id, kind, spec, created_at, updated_at FROM rules"
+                " WHERE id = %s",
+                [rule_id],
+            ).fetchone()
+        return None if row is None else _rule(row)
+
+    def list_rules(self, kind: str | None = None) -> list[RuleRecord]:
+        """Every rule (of one kind), ordered by id."""
+        sql = "SELECT id, kind, spec, created_at, updated_at FROM rules"
+        params: list[Any] = []
+        if kind is not None:
+            sql += " WHERE kind = %s"
+            params.append(kind)
+        with self._pool.connection() as conn:
+            rows = conn.execute(sql + " ORDER BY id", params).fetchall()
+        return [_rule(r) for r in rows]
+
+    def delete_rule(self, rule_id: str) -> bool:
+        """Delete a rule; return whether it existed."""
+        with self._transaction() as conn:
+            cur = conn.execute("DELETE FROM rules WHERE id = %s", [rule_id])
+            return cur.rowcount > 0
+
+    def record_events(self, events: Sequence[EventRecord]) -> list[str]:
+        """Store events in one transaction; return the ids that were new."""
+        if not events:
+            return []
+        with self._transaction() as conn:
+            rows = conn.execute(
+                _INSERT_EVENTS,
+                [
+                    [e.id for e in events],
+                    [e.kind for e in events],
+                    [e.state for e in events],
+                    [e.device for e in events],
+                    [e.metric for e in events],
+                    [us_to_dt(e.ts_us) for e in events],
+                    [e.value for e in events],
+                    [e.severity for e in events],
+                    [e.rule for e in events],
+                    [e.past for e in events],
+                    [orjson.dumps(e.details).decode() for e in events],
+                    [us_to_dt(e.detected_us) for e in events],
+                ],
+            ).fetchall()
+        new = {r[0] for r in rows}
+        # In the order given, which RETURNING does not promise.
+        return [e.id for e in events if e.id in new]
+
+    def list_events(
+        self,
+        device: str | None = None,
+        kind: str | None = None,
+        from_us: int | None = None,
+        to_us: int | None = None,
+        limit: int = 1000,
+    ) -> list[EventRecord]:
+        """Events with reading times in ``[from_us, to_us)``, oldest first."""
+        where: list[str] = []
+        params: list[Any] = []
+        for clause, value in (
+            ("device = %s", device),
+            ("kind = %s", kind),
+            ("ts >= %s", None if from_us is None else us_to_dt(from_us)),
+            ("ts < %s", None if to_us is None else us_to_dt(to_us)),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                sql + " ORDER BY ts, id LIMIT %s", [*params, limit]
+            ).fetchall()
+        return [_event(r) for r in rows]
+
 
 def _datetimes(times: Sequence[int]) -> list[datetime]:
     return [us_to_dt(t) for t in times]
@@ -951,4 +1124,63 @@ def _gateway(row: tuple[Any, ...]) -> GatewayInfo:
         buffer_readings=int(readings),
         buffer_bytes=int(size),
         dropped={str(k): int(v) for k, v in dict(dropped).items()},
+    )
+
+
+# -- processors: SQL and row conversions ------------------------------------
+
+_MINUTE_US = 60_000_000
+# Every minute named, recomputed whole from its readings (last() is
+# TimescaleDB's: the value with the newest ts). The pairs are distinct, so no
+# row is upserted twice in one statement.
+_REFRESH_ROLLUPS = """
+INSERT INTO rollups_1m (series_id, bucket, n, sum, min, max, last, last_ts)
+SELECT k.sid, k.b, count(*), sum(r.value), min(r.value), max(r.value),
+    last(r.value, r.ts), max(r.ts)
+FROM unnest(%s::int4[], %s::timestamptz[]) AS k(sid, b)
+JOIN readings r
+    ON r.series_id = k.sid AND r.ts >= k.b AND r.ts < k.b + interval '1 minute'
+GROUP BY k.sid, k.b
+ON CONFLICT (series_id, bucket) DO UPDATE SET
+    n = EXCLUDED.n, sum = EXCLUDED.sum, min = EXCLUDED.min, max = EXCLUDED.max,
+    last = EXCLUDED.last, last_ts = EXCLUDED.last_ts
+"""
+_INSERT_EVENTS = """
+INSERT INTO events (id, kind, state, device, metric, ts, value, severity, rule,
+    past, details, detected_at)
+SELECT i, k, st, d, m, t, v, sev, r, p, det::jsonb, at
+FROM unnest(
+    %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+    %s::timestamptz[], %s::float8[], %s::text[], %s::text[], %s::bool[],
+    %s::text[], %s::timestamptz[]
+) AS e(i, k, st, d, m, t, v, sev, r, p, det, at)
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+"""
+_EVENT_COLUMNS = (
+    "id, kind, state, device, metric, ts, value, severity, rule, past, details,"
+    " detected_at"
+)
+
+
+def _rule(row: tuple[Any, ...]) -> RuleRecord:
+    rule_id, kind, spec, created, updated = row
+    return RuleRecord(rule_id, kind, dict(spec), dt_to_us(created), dt_to_us(updated))
+
+
+def _event(row: tuple[Any, ...]) -> EventRecord:
+    ev, kind, state, dev, metric, ts, value, sev, rule, past, details, at = row
+    return EventRecord(
+        id=ev,
+        kind=kind,
+        state=state,
+        device=dev,
+        metric=metric,
+        ts_us=dt_to_us(ts),
+        value=value,
+        severity=sev,
+        rule=rule,
+        past=bool(past),
+        details=dict(details),
+        detected_us=dt_to_us(at),
     )

@@ -625,9 +625,9 @@ def test_drop_before_removes_old_readings(store):
 
 
 def test_migrate_again_applies_nothing(store):
-    """A second migrate() applies nothing and the schema stays at version 1."""
+    """A second migrate() applies nothing and the schema stays at the latest version."""
     assert store.migrate() == []
-    assert store.schema_versions() == [1]
+    assert store.schema_versions() == [1, 2]
 
 
 def test_stats_counts_registry_rows(store):

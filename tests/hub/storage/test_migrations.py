@@ -13,8 +13,11 @@ def test_load_migrations_both_kinds_have_the_same_versions():
     timescale = load_migrations("timescale")
     sqlite = load_migrations("sqlite")
 
-    assert [(m.version, m.name) for m in timescale] == [(1, "initial")]
-    assert [(m.version, m.name) for m in sqlite] == [(1, "initial")]
+    assert [(m.version, m.name) for m in timescale] == [
+        (1, "initial"),
+        (2, "processors"),
+    ]
+    assert [(m.version, m.name) for m in sqlite] == [(1, "initial"), (2, "processors")]
 
 
 def test_load_migrations_orders_by_version(tmp_path, monkeypatch):
