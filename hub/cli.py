@@ -273,6 +273,71 @@ def devices(gateway: str | None) -> None:
     click.echo(f"{len(rows)} device(s)")
 
 
+@admin.command("add-device")
+@click.argument("device_id")
+@click.option("--gateway", help="The gateway it sits behind, if known.")
+@click.option("--name", help="A name for people (any UTF-8).")
+@click.option("--mqtt-topic", help="The exact topic it publishes on (adapters).")
+@click.option("--tag", "tags", multiple=True, help="KEY=VALUE, repeatable.")
+@click.option("--interval", type=float, help="Expected reporting interval, s.")
+@_reports_errors
+def add_device(
+    device_id: str,
+    gateway: str | None,
+    name: str | None,
+    mqtt_topic: str | None,
+    tags: tuple[str, ...],
+    interval: float | None,
+) -> None:
+    """Register a device ahead of its first reading, or update its fields."""
+    from hub.service import open_checked_store
+    from hub.storage import DeviceInfo
+    from protocol.errors import TopicError
+
+    pairs = [t.partition("=") for t in tags]
+    if any(not sep or not key for key, sep, _ in pairs):
+        _fail(f"invalid --tag in {tags!r}: expected KEY=VALUE")
+    device = DeviceInfo(
+        id=device_id,
+        gateway=gateway,
+        name=name,
+        mqtt_topic=mqtt_topic,
+        tags={key: value for key, _, value in pairs},
+        expected_interval_s=interval,
+    )
+    store = open_checked_store(_settings())
+    try:
+        store.upsert_device(device)
+    except (ValueError, TopicError) as exc:
+        _fail(str(exc))
+    finally:
+        store.close()
+    click.echo(f"device {device_id} registered")
+
+
+@admin.command()
+@click.option(
+    "--older-than",
+    "days",
+    type=click.FloatRange(min=0, min_open=True),
+    required=True,
+    help="Drop readings older than this many days.",
+)
+@_reports_errors
+def retention(days: float) -> None:
+    """Drop old readings (whole chunks on TimescaleDB)."""
+    from hub.service import open_checked_store
+    from protocol.validate import now_us
+
+    store = open_checked_store(_settings())
+    try:
+        removed = store.drop_before(now_us() - int(days * 86_400 * 1_000_000))
+    finally:
+        store.close()
+    unit = "chunks" if store.kind == "timescaledb" else "readings"
+    click.echo(f"dropped {removed} {unit} older than {days:g} days")
+
+
 def _add_evaluate_command() -> None:
     from hub.evaluate import evaluate_command
 
