@@ -6,7 +6,7 @@ and never raises for a bad line: the line (or the one value) becomes a
 naming the field, counted in a :class:`LoadReport` and logged at WARNING (the
 first few of each reason, then a note that more are suppressed).
 
-Formats (``/work/shared/datasets/README.md`` describes the files):
+Formats (``../shared/datasets/README.md`` describes the files):
 
 ``intel``
     Intel Berkeley lab ``data.txt`` lines,

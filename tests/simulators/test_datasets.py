@@ -25,7 +25,7 @@ from simulators.datasets import (
 )
 from simulators.errors import DatasetError
 
-# Real lines of /work/shared/datasets/intel_lab (file lines 1, 11, 121331,
+# Real lines of ../shared/datasets/intel_lab (file lines 1, 11, 121331,
 # 273407): a plain line, mote 28 without light, the corrupt mote id, and the
 # mote 8 glitch.
 INTEL_LINES = (
