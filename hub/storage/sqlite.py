@@ -123,7 +123,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?)
 _UPDATE_GATEWAY_STATE = """
 UPDATE gateways SET
     status = :status, agent = :agent, buffer_readings = :readings,
-    buffer_bytes = :bytes, dropped = :dropped,
+    buffer_bytes = :bytes, dropped = :dropped, edge_rejected = :rejected,
     last_seen = max(coalesce(last_seen, :seen), :seen)
 WHERE id = :gw
 """
@@ -430,10 +430,13 @@ class SQLiteStore:
                 " ON CONFLICT (id) DO NOTHING",
                 (gw, received_us, received_us),
             )
-            (before,) = cur.execute(
-                "SELECT dropped FROM gateways WHERE id = ?", (gw,)
+            before, before_rejected = cur.execute(
+                "SELECT dropped, edge_rejected FROM gateways WHERE id = ?", (gw,)
             ).fetchone()
             increase, resets = dropped_increase(orjson.loads(before), state.dropped)
+            rejected, _ = dropped_increase(
+                orjson.loads(before_rejected), state.rejected
+            )
             cur.execute(
                 _UPDATE_GATEWAY_STATE,
                 {
@@ -442,6 +445,7 @@ class SQLiteStore:
                     "readings": state.buffer.readings,
                     "bytes": state.buffer.bytes,
                     "dropped": _dumps(state.dropped),
+                    "rejected": _dumps(state.rejected),
                     "seen": received_us,
                     "gw": gw,
                 },
@@ -453,7 +457,11 @@ class SQLiteStore:
             bucket = hour_of(received_us)
             cur.executemany(
                 _ADD_ACCOUNTING,
-                [(bucket, "gateway", gw, "dropped", r, n) for r, n in increase.items()],
+                [(bucket, "gateway", gw, "dropped", r, n) for r, n in increase.items()]
+                + [
+                    (bucket, "gateway", gw, "rejected", r, n)
+                    for r, n in rejected.items()
+                ],
             )
         for reason in resets:
             _LOGGER.info("edge drop counter reset gateway=%s reason=%s", gw, reason)

@@ -197,7 +197,7 @@ VALUES (%s, %s, %s, %s, %s, %s, %s)
 _UPDATE_GATEWAY_STATE = """
 UPDATE gateways SET
     status = %s, agent = %s, buffer_readings = %s, buffer_bytes = %s,
-    dropped = %s, last_seen = GREATEST(last_seen, %s)
+    dropped = %s, edge_rejected = %s, last_seen = GREATEST(last_seen, %s)
 WHERE id = %s
 """
 _UPSERT_DEVICE = """
@@ -613,8 +613,9 @@ class TimescaleStore:
         """Keep a gateway's reported state; ``offline`` marks its devices too.
 
         The increase of the cumulative edge drop counters since the last state
-        goes into the accounting as ``dropped``; a counter smaller than before
-        means the gateway's buffer was reset and counts in full.
+        goes into the accounting as ``dropped``, that of the edge's own reject
+        counters as ``rejected``; a counter smaller than before means the
+        gateway's buffer was reset and counts in full.
         """
         gw = state.gw
         seen = us_to_dt(received_us)
@@ -627,9 +628,11 @@ class TimescaleStore:
                 [gw, seen, seen],
             )
             row = conn.execute(
-                "SELECT dropped FROM gateways WHERE id = %s FOR UPDATE", [gw]
+                "SELECT dropped, edge_rejected FROM gateways WHERE id = %s FOR UPDATE",
+                [gw],
             ).fetchone()
             increase, resets = dropped_increase(row[0] if row else {}, state.dropped)
+            rejected, _ = dropped_increase(row[1] if row else {}, state.rejected)
             conn.execute(
                 _UPDATE_GATEWAY_STATE,
                 [
@@ -638,6 +641,7 @@ class TimescaleStore:
                     state.buffer.readings,
                     state.buffer.bytes,
                     Jsonb(state.dropped),
+                    Jsonb(state.rejected),
                     seen,
                     gw,
                 ],
@@ -650,7 +654,11 @@ class TimescaleStore:
             bucket = hour_of(received_us)
             self._add_accounting(
                 conn,
-                [(bucket, "gateway", gw, "dropped", r, n) for r, n in increase.items()],
+                [(bucket, "gateway", gw, "dropped", r, n) for r, n in increase.items()]
+                + [
+                    (bucket, "gateway", gw, "rejected", r, n)
+                    for r, n in rejected.items()
+                ],
             )
         for reason in resets:
             _LOGGER.info("edge drop counter reset gateway=%s reason=%s", gw, reason)

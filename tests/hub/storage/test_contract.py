@@ -439,6 +439,19 @@ def test_accounting_dropped_from_cumulative_counters_with_reset(store):
     }
 
 
+def test_accounting_rejected_at_the_edge_from_cumulative_counters(store):
+    """Edge reject counters in up/state join the gateway's rejects, by increase."""
+    store.write([item([_three()], RECEIVED, "gw-1", 1)])
+    for n, rejected in enumerate(
+        [{"naive_timestamp": 2}, {"naive_timestamp": 5, "bad_device_id": 1}]
+    ):
+        store.record_gateway_state(_state("gw-1", rejected=rejected), RECEIVED + n)
+
+    accounting = store.accounting("gateway", "gw-1")
+    assert accounting.rejected == {"naive_timestamp": 5, "bad_device_id": 1}
+    assert accounting.completeness == 3 / (3 + 6)
+
+
 def test_accounting_window_selects_hours_of_receipt(store):
     """The window is over receive hours: the hour holding ``from_us`` counts."""
     hour = us("2026-11-30T06:00:00+00:00")
@@ -627,7 +640,7 @@ def test_drop_before_removes_old_readings(store):
 def test_migrate_again_applies_nothing(store):
     """A second migrate() applies nothing and the schema stays at the latest version."""
     assert store.migrate() == []
-    assert store.schema_versions() == [1, 2]
+    assert store.schema_versions() == [1, 2, 3]
 
 
 def test_stats_counts_registry_rows(store):

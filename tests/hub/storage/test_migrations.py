@@ -13,11 +13,9 @@ def test_load_migrations_both_kinds_have_the_same_versions():
     timescale = load_migrations("timescale")
     sqlite = load_migrations("sqlite")
 
-    assert [(m.version, m.name) for m in timescale] == [
-        (1, "initial"),
-        (2, "processors"),
-    ]
-    assert [(m.version, m.name) for m in sqlite] == [(1, "initial"), (2, "processors")]
+    expected = [(1, "initial"), (2, "processors"), (3, "edge_rejects")]
+    assert [(m.version, m.name) for m in timescale] == expected
+    assert [(m.version, m.name) for m in sqlite] == expected
 
 
 def test_load_migrations_orders_by_version(tmp_path, monkeypatch):

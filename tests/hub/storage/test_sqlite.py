@@ -64,7 +64,7 @@ def test_second_store_on_same_file_migrates_nothing(tmp_path, sq_store):
     """Another process opening the same file finds the schema applied."""
     with SQLiteStore(tmp_path / "hub.db") as other:
         assert other.migrate() == []
-        assert other.schema_versions() == [1, 2]
+        assert other.schema_versions() == [1, 2, 3]
 
 
 def test_open_store_sqlite_url_opens_relative_file(tmp_path, monkeypatch):
@@ -74,7 +74,7 @@ def test_open_store_sqlite_url_opens_relative_file(tmp_path, monkeypatch):
     store = open_store("sqlite:///hub.db")
 
     try:
-        assert (store.kind, store.migrate()) == ("sqlite", [1, 2])
+        assert (store.kind, store.migrate()) == ("sqlite", [1, 2, 3])
     finally:
         store.close()
     assert (tmp_path / "hub.db").exists()
@@ -87,7 +87,7 @@ def test_open_store_sqlite_url_without_path_is_in_memory():
     try:
         assert (store.kind, store.migrate(), store.count_readings()) == (
             "sqlite",
-            [1, 2],
+            [1, 2, 3],
             0,
         )
     finally:
