@@ -305,3 +305,90 @@ def test_c12_redeliveries_stored_once_counted_latest_by_time(hub, sensor, store)
     (latest,) = store.latest("dev-l12")
     assert (latest.ts_us, latest.value) == (us("2026-11-30T12:00:10+00:00"), 21.1)
     assert hub.metrics.snapshot()["rejects"] == {}
+
+
+def start_hub_with_rule(broker, store, tmp_path, rule: dict):
+    """A hub whose threshold processor has ``rule`` from its first message."""
+    from hub.processors.thresholds import ThresholdRule, create_rule
+
+    create_rule(store, ThresholdRule.model_validate(rule))
+    settings = HubSettings(
+        mqtt_url=broker.url,
+        client_id=f"hub-{uuid.uuid4().hex[:8]}",
+        data_dir=tmp_path,
+        write_max_delay_s=0.01,
+        adapters=[
+            AdapterRoute(adapter="json", filter="edge/+/batch"),
+            AdapterRoute(adapter="zigbee2mqtt", filter="zigbee2mqtt/#"),
+        ],
+    )
+    service = HubService(settings, store, adapters=load_adapters(settings))
+    service.start()
+    return service
+
+
+def raised(store, device: str) -> list[tuple[int, float | None, str]]:
+    events = store.list_events(device=device, kind="threshold")
+    return [(e.ts_us, e.value, e.rule) for e in events if e.state == "raised"]
+
+
+def test_c12_threshold_fires_once_for_the_reading_despite_redeliveries(
+    mosquitto_broker, store, sensor, tmp_path
+):
+    """C12 item 3: temperature > 30 raises once, at 12:00:05Z, whatever is resent."""
+    hub = start_hub_with_rule(
+        mosquitto_broker,
+        store,
+        tmp_path,
+        {"id": "hot", "condition": "above", "threshold": 30.0},
+    )
+    b1 = (
+        b'{"device":"dev-l12","readings":[{"ts":"2026-11-30T12:00:00Z",'
+        b'"temperature":21.0},{"ts":"2026-11-30T12:00:10Z","temperature":21.1}]}'
+    )
+    b0 = (
+        b'{"device":"dev-l12","readings":[{"ts":"2026-11-30T12:00:05Z",'
+        b'"temperature":35.0}]}'
+    )
+    try:
+        for payload in (b1, b1, b0, b1):
+            sensor.publish("edge/gw-01/batch", payload)
+        wait_for(lambda: raised(store, "dev-l12"), timeout=10, what="an event")
+        sensor.publish("edge/gw-01/batch", b0)  # the breaching reading once more
+        wait_for(lambda: hub.metrics.snapshot()["duplicates"] == 5, timeout=10)
+        hub.processors.stop(5)
+    finally:
+        hub.stop(5)
+    assert raised(store, "dev-l12") == [(us("2026-11-30T12:00:05+00:00"), 35.0, "hot")]
+
+
+def test_c03_coerced_string_reaches_the_threshold_rule(
+    mosquitto_broker, store, sensor, tmp_path
+):
+    """C03 item 5: "22.0" is coerced before processors run, so `> 21` fires."""
+    hub = start_hub_with_rule(
+        mosquitto_broker,
+        store,
+        tmp_path,
+        {
+            "id": "comfort",
+            "condition": "above",
+            "threshold": 21.0,
+            "selector": {"metrics": ["comfort_temperature"]},
+        },
+    )
+    try:
+        sensor.publish(
+            "zigbee2mqtt/dev-c03",
+            b'{"away_mode":"OFF","comfort_temperature":"22.0","battery":87}',
+        )
+        wait_for(lambda: raised(store, "dev-c03"), timeout=10, what="an event")
+    finally:
+        hub.stop(5)
+    (event,) = store.list_events(device="dev-c03", kind="threshold")
+    assert (event.state, event.metric, event.value, event.rule) == (
+        "raised",
+        "comfort_temperature",
+        22.0,
+        "comfort",
+    )
