@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -902,3 +902,26 @@ def fault_times(
 def sleep_until(started: float, at_s: float) -> None:
     """Sleep until ``at_s`` seconds after the monotonic instant ``started``."""
     time.sleep(max(0.0, started + at_s - time.monotonic()))
+
+
+def kill_and_restart_twice(
+    site: Site, data: DataSlice, seed: int, kill: Callable[[], None],
+    restart: Callable[[], None],
+) -> str:  # fmt: skip
+    """Start the site, then kill and restart one part twice at seeded instants.
+
+    Each kill is followed by a seeded downtime of 0.5-2 s before the restart.
+
+    Returns:
+        The instants and downtimes, for the test's figures line.
+    """
+    kills = fault_times(seed, 2, first_s=1.5, last_s=12.0, gap_s=1.0)
+    downtimes = [round(random.Random(seed + i).uniform(0.5, 2.0), 2) for i in (1, 2)]
+    site.start(data.path)
+    started = time.monotonic()
+    for at_s, down_s in zip(kills, downtimes, strict=True):
+        sleep_until(started, at_s)
+        kill()
+        time.sleep(down_s)
+        restart()
+    return f"seed={seed} kills_at_s={kills} down_s={downtimes}"

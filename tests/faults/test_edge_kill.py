@@ -8,9 +8,6 @@ only when the hub's ack says it is committed.
 
 from __future__ import annotations
 
-import random
-import time
-
 import pytest
 
 from tests.e2e.harness import (
@@ -18,8 +15,7 @@ from tests.e2e.harness import (
     Site,
     assert_exact_accounting,
     fault_seed,
-    fault_times,
-    sleep_until,
+    kill_and_restart_twice,
 )
 
 pytestmark = [pytest.mark.fault, pytest.mark.e2e, pytest.mark.broker, pytest.mark.slow]
@@ -33,21 +29,12 @@ def test_edge_killed_twice_stores_exact_readings(
     site: Site, intel_slice: DataSlice, request
 ):
     """Two SIGKILLs of the edge agent at seeded random instants lose nothing."""
-    kills = fault_times(SEED, 2, first_s=1.5, last_s=12.0, gap_s=1.0)
-    downtimes = [round(random.Random(SEED + i).uniform(0.5, 2.0), 2) for i in (1, 2)]
-    site.start(intel_slice.path)
-    started = time.monotonic()
-    for at_s, down_s in zip(kills, downtimes, strict=True):
-        sleep_until(started, at_s)
-        site.kill_edge()
-        time.sleep(down_s)
-        site.start_edge()
+    faults = kill_and_restart_twice(
+        site, intel_slice, SEED, site.kill_edge, site.start_edge
+    )
     site.wait_delivered(intel_slice, DELIVERY_TIMEOUT_S)
     out = site.finish()
-    print(
-        f"{request.node.name}: seed={SEED} kills_at_s={kills} down_s={downtimes} "
-        f"{out.figures(intel_slice)}"
-    )
+    print(f"{request.node.name}: {faults} {out.figures(intel_slice)}")
 
     assert (site.edge.kills, site.edge.runs) == (2, 3)
     assert_exact_accounting(out, intel_slice)
