@@ -322,6 +322,95 @@ class Store(Protocol):
         """Events with reading times in ``[from_us, to_us)``, oldest first."""
         ...
 
+    # Alerts (hub/alerts): the monitor opens, touches and resolves them; the
+    # API acknowledges and resolves them. State changes are compare-and-set,
+    # so that the two processes never overwrite each other's change.
+
+    def open_alert(self, alert: AlertRecord, actor: str, note: str = "") -> bool:
+        """Store a new alert in state ``open`` and its first history entry.
+
+        Returns:
+            False, storing nothing, when an alert with the same fingerprint is
+            still active (open or acknowledged): one alert per fingerprint.
+        """
+        ...
+
+    def touch_alert(
+        self,
+        alert_id: str,
+        seen_us: int,
+        details: dict[str, Any] | None = None,
+        flapping: bool | None = None,
+        group: str | None = None,
+    ) -> AlertRecord | None:
+        """Count one more occurrence of an alert's condition; never its state.
+
+        Sets ``last_seen_us``, adds one to ``occurrences``, and replaces
+        ``details``, ``flapping`` and ``group`` when they are given. Returns the
+        updated alert, or None when there is no such alert.
+        """
+        ...
+
+    def transition_alert(
+        self,
+        alert_id: str,
+        to_state: str,
+        actor: str,
+        at_us: int,
+        from_states: tuple[str, ...],
+        note: str = "",
+    ) -> AlertRecord | None:
+        """Move an alert to ``to_state`` if its state is one of ``from_states``.
+
+        The change and its history entry commit together; ``resolved_us`` is
+        set on resolving. Returns the updated alert, or None (changing
+        nothing) when the alert is in another state.
+
+        Raises:
+            LookupError: there is no alert with this id.
+        """
+        ...
+
+    def get_alert(self, alert_id: str) -> AlertRecord | None:
+        """One alert, or None."""
+        ...
+
+    def active_alerts(self) -> list[AlertRecord]:
+        """Every alert that is open or acknowledged, oldest first."""
+        ...
+
+    def list_alerts(
+        self,
+        state: str | None = None,
+        severity: str | None = None,
+        device: str | None = None,
+        kind: str | None = None,
+        from_us: int | None = None,
+        to_us: int | None = None,
+        limit: int = 100,
+        before: tuple[int, str] | None = None,
+    ) -> list[AlertRecord]:
+        """Alerts newest first, filtered; ``from_us``/``to_us`` bound ``opened_us``.
+
+        ``before`` is a cursor, the ``(opened_us, id)`` of the last alert of
+        the previous page: the page holds the alerts that sort after it.
+        """
+        ...
+
+    def alert_history(self, alert_id: str) -> list[AlertTransition]:
+        """Every state change of one alert, oldest first."""
+        ...
+
+    def alert_changes(
+        self, after_seq: int = 0, limit: int = 1000
+    ) -> list[tuple[AlertTransition, AlertRecord]]:
+        """State changes with ``seq`` above ``after_seq``, oldest first.
+
+        Each comes with its alert as it is now: the live stream resumes from
+        a seq.
+        """
+        ...
+
 
 # ---------------------------------------------------------------------------
 # Processors (hub/processors): rollups, rules and events.
@@ -381,3 +470,82 @@ class EventRecord:
     past: bool = False
     details: dict[str, Any] = field(default_factory=dict)
     detected_us: int = 0
+
+
+# ---------------------------------------------------------------------------
+# Alerts (hub/alerts), as the store keeps them.
+
+#: An alert's states; ``open`` and ``acknowledged`` are active.
+ALERT_OPEN = "open"
+ALERT_ACKNOWLEDGED = "acknowledged"
+ALERT_RESOLVED = "resolved"
+ALERT_ACTIVE_STATES = (ALERT_OPEN, ALERT_ACKNOWLEDGED)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """One alert: a condition (its fingerprint) from when it opened to its end.
+
+    Attributes:
+        id: unique; made by the monitor when it opens the alert.
+        fingerprint: what the alert is about, ``scope/subject/kind/rule``
+            (``device/mote-8/impossible/temperature:below_range``,
+            ``gateway/gw-1/offline/``); at most one active alert per value.
+        kind: ``offline``, ``threshold``, ``anomaly``, ``service``, ... .
+        severity: ``info``, ``warning`` or ``critical``.
+        state: ``open``, ``acknowledged`` or ``resolved``.
+        summary: one line for people.
+        device: the device it is about, if any.
+        gateway: the gateway it is about or reaches its device through.
+        metric: the metric, if any.
+        past: raised from late readings: it happened at ``opened_us``, not now.
+        opened_us: event time the condition began, epoch µs.
+        last_seen_us: event time of its latest occurrence.
+        updated_us: wall time of the latest state change.
+        resolved_us: wall time it was resolved, or None.
+        occurrences: how many times the condition was seen while active.
+        flapping: it changed state too often lately; notices are held back.
+        group: the storm group it was notified in, if any.
+        details: facts for people (values, thresholds, intervals).
+    """
+
+    id: str
+    fingerprint: str
+    kind: str
+    severity: str
+    summary: str
+    opened_us: int
+    state: str = ALERT_OPEN
+    device: str | None = None
+    gateway: str | None = None
+    metric: str | None = None
+    past: bool = False
+    last_seen_us: int = 0
+    updated_us: int = 0
+    resolved_us: int | None = None
+    occurrences: int = 1
+    flapping: bool = False
+    group: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        """Whether the alert is open or acknowledged."""
+        return self.state in ALERT_ACTIVE_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTransition:
+    """One entry of an alert's history: a state change, who made it and when.
+
+    ``seq`` is given by the store, increasing across all alerts (the live
+    stream's event id); ``from_state`` is None for the opening entry.
+    """
+
+    seq: int
+    alert_id: str
+    at_us: int
+    from_state: str | None
+    to_state: str
+    actor: str
+    note: str = ""
