@@ -42,6 +42,7 @@ from hub.storage._common import (
     normalize_device,
 )
 from hub.storage._migrations import load_migrations, pending
+from hub.storage._sqlite_alerts import SQLiteAlertsMixin
 from hub.storage.base import (
     Accounting,
     Bucket,
@@ -175,7 +176,7 @@ SELECT {_BUCKET_FIGURES} FROM (
 """
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteAlertsMixin):
     """The embedded store: one SQLite file (or ``:memory:``).
 
     Safe to share between threads: one connection, one lock.

@@ -64,6 +64,7 @@ from hub.storage._common import (
     us_to_dt,
 )
 from hub.storage._migrations import load_migrations, pending
+from hub.storage._timescale_alerts import TimescaleAlertsMixin
 from hub.storage.base import (
     Accounting,
     Bucket,
@@ -277,7 +278,7 @@ def _configure(conn: Conn) -> None:
     conn.execute(_CREATE_STAGING)
 
 
-class TimescaleStore:
+class TimescaleStore(TimescaleAlertsMixin):
     """The production store: TimescaleDB through psycopg 3.
 
     Safe to share between threads: every call takes a connection from the

@@ -7,11 +7,14 @@ from datetime import datetime
 
 from hub.storage import IngestItem
 from hub.storage._common import dt_to_us, us_to_dt
+from hub.storage._migrations import load_migrations
 from protocol.readings import Reject, SeriesBlock
 
 MINUTE_US = 60_000_000
 HOUR_US = 60 * MINUTE_US
 DAY_US = 24 * HOUR_US
+#: Every schema version the package ships (both kinds have the same ones).
+ALL_VERSIONS = [m.version for m in load_migrations("sqlite")]
 
 
 def us(text: str) -> int:

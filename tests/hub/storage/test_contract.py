@@ -19,6 +19,7 @@ from protocol.const import CLOCK_FLOOR_US, FLAG_SERVER_TIME, RejectReason
 from protocol.models import GatewayState
 from protocol.readings import Reading
 from tests.hub.storage.helpers import (
+    ALL_VERSIONS,
     HOUR_US,
     MINUTE_US,
     block,
@@ -628,7 +629,7 @@ def test_aggregate_bad_parameters_raise(store, bucket_s, tz, message):
 def test_drop_before_removes_old_readings(store):
     """Retention removes readings of days wholly before the cut, keeps the rest."""
     days = [us("2026-11-28T12:00:00+00:00") + d * 24 * HOUR_US for d in range(3)]
-    store.write([item([block("dev-1", "temp", days, [1, 2, 3])], RECEIVED)])
+    store.write([item([block("dev-1", "temp", days, ALL_VERSIONS)], RECEIVED)])
 
     removed = store.drop_before(us("2026-11-30T00:00:00+00:00"))
 
@@ -640,7 +641,7 @@ def test_drop_before_removes_old_readings(store):
 def test_migrate_again_applies_nothing(store):
     """A second migrate() applies nothing and the schema stays at the latest version."""
     assert store.migrate() == []
-    assert store.schema_versions() == [1, 2, 3]
+    assert store.schema_versions() == ALL_VERSIONS
 
 
 def test_stats_counts_registry_rows(store):

@@ -13,7 +13,12 @@ def test_load_migrations_both_kinds_have_the_same_versions():
     timescale = load_migrations("timescale")
     sqlite = load_migrations("sqlite")
 
-    expected = [(1, "initial"), (2, "processors"), (3, "edge_rejects")]
+    expected = [
+        (1, "initial"),
+        (2, "processors"),
+        (3, "edge_rejects"),
+        (4, "alerts"),
+    ]
     assert [(m.version, m.name) for m in timescale] == expected
     assert [(m.version, m.name) for m in sqlite] == expected
 

@@ -8,7 +8,7 @@ import pytest
 
 from hub.storage import open_store
 from hub.storage.sqlite import SQLiteStore
-from tests.hub.storage.helpers import HOUR_US, block, item, us
+from tests.hub.storage.helpers import ALL_VERSIONS, HOUR_US, block, item, us
 
 RECEIVED = us("2026-11-30T12:00:05+00:00")
 
@@ -64,7 +64,7 @@ def test_second_store_on_same_file_migrates_nothing(tmp_path, sq_store):
     """Another process opening the same file finds the schema applied."""
     with SQLiteStore(tmp_path / "hub.db") as other:
         assert other.migrate() == []
-        assert other.schema_versions() == [1, 2, 3]
+        assert other.schema_versions() == ALL_VERSIONS
 
 
 def test_open_store_sqlite_url_opens_relative_file(tmp_path, monkeypatch):
@@ -74,7 +74,7 @@ def test_open_store_sqlite_url_opens_relative_file(tmp_path, monkeypatch):
     store = open_store("sqlite:///hub.db")
 
     try:
-        assert (store.kind, store.migrate()) == ("sqlite", [1, 2, 3])
+        assert (store.kind, store.migrate()) == ("sqlite", ALL_VERSIONS)
     finally:
         store.close()
     assert (tmp_path / "hub.db").exists()
@@ -87,7 +87,7 @@ def test_open_store_sqlite_url_without_path_is_in_memory():
     try:
         assert (store.kind, store.migrate(), store.count_readings()) == (
             "sqlite",
-            [1, 2, 3],
+            ALL_VERSIONS,
             0,
         )
     finally:

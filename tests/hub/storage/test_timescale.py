@@ -11,7 +11,7 @@ import pytest
 from hub.storage import open_store
 from hub.storage.timescale import TimescaleStore
 from protocol.const import FLAG_SERVER_TIME
-from tests.hub.storage.helpers import DAY_US, HOUR_US, block, item, us
+from tests.hub.storage.helpers import ALL_VERSIONS, DAY_US, HOUR_US, block, item, us
 
 pytestmark = pytest.mark.db
 
@@ -144,8 +144,8 @@ def test_migrate_concurrently_applies_once(pg_dsn):
 
     try:
         # Each version is one transaction: the two may share the versions.
-        assert sorted(v for versions in applied for v in versions) == [1, 2, 3]
-        assert stores[0].schema_versions() == [1, 2, 3]
+        assert sorted(v for versions in applied for v in versions) == ALL_VERSIONS
+        assert stores[0].schema_versions() == ALL_VERSIONS
     finally:
         for s in stores:
             s.close()
@@ -188,7 +188,7 @@ def test_open_store_postgresql_url_opens_timescaledb(pg_dsn):
     store = open_store(url)
 
     try:
-        assert (store.kind, store.migrate()) == ("timescaledb", [1, 2, 3])
+        assert (store.kind, store.migrate()) == ("timescaledb", ALL_VERSIONS)
     finally:
         store.close()
 
@@ -198,7 +198,7 @@ def test_open_store_postgresql_url_opens_timescaledb(pg_dsn):
 
 def test_write_new_readings_go_in_by_copy(ts_store):
     """New readings, even with equal (series, ts) in the write, go in by COPY."""
-    readings = block("dev-1", "temp", [RECEIVED, RECEIVED, RECEIVED + 1], [1, 2, 3])
+    readings = block("dev-1", "temp", [RECEIVED, RECEIVED, RECEIVED + 1], ALL_VERSIONS)
 
     result = ts_store.write([item([readings], RECEIVED)])
 
