@@ -198,7 +198,7 @@ def test_open_store_postgresql_url_opens_timescaledb(pg_dsn):
 
 def test_write_new_readings_go_in_by_copy(ts_store):
     """New readings, even with equal (series, ts) in the write, go in by COPY."""
-    readings = block("dev-1", "temp", [RECEIVED, RECEIVED, RECEIVED + 1], ALL_VERSIONS)
+    readings = block("dev-1", "temp", [RECEIVED, RECEIVED, RECEIVED + 1], [1, 2, 3])
 
     result = ts_store.write([item([readings], RECEIVED)])
 
