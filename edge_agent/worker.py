@@ -27,7 +27,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from edge_agent.batcher import BUCKET_BURST_S, Batch, TokenBucket
@@ -56,6 +56,12 @@ _LOGGER = logging.getLogger(__name__)
 
 #: How long the final offline state may take to be PUBACKed on stop.
 _OFFLINE_PUBACK_S = 2.0
+#: After a failed buffer write (a full disk), the local messages and hub acks
+#: of the group are written again this often until a write succeeds.
+_RETRY_WRITE_S = 1.0
+#: Hub acks kept for that retry at most; the batches of acks beyond it are
+#: sent again after their ack time-out and acked again (the hub dedups).
+_RETRY_ACKS_MAX = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +119,8 @@ class AgentStats:
         acked_batches: batches the hub acked, since the buffer was created.
         acked_readings: readings in them.
         duplicates: local messages skipped as redeliveries of one taken.
+        write_failures: buffer writes that failed (a full disk), cumulative.
+        retrying: local messages and hub acks held to write again.
         dropped: readings dropped by policy, by reason (cumulative).
         rejected: readings rejected at the edge, by reason (cumulative).
         connected: whether the hub broker session is up.
@@ -129,6 +137,8 @@ class AgentStats:
     acked_batches: int = 0
     acked_readings: int = 0
     duplicates: int = 0
+    write_failures: int = 0
+    retrying: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
     connected: bool = False
@@ -168,6 +178,12 @@ class Worker(threading.Thread):
         self._next_state = 0.0
         self._sent = 0
         self._duplicates = 0
+
+        # Writes refused by the disk (full): kept to write again, see _write_failed.
+        self._retry: list[LocalMessage | _HubAck] = []
+        self._retry_at = 0.0
+        self._write_failures = 0
+        self._failing_since: float | None = None
 
         # Shutdown.
         self._flush: tuple[float, Future[None]] | None = None
@@ -260,11 +276,22 @@ class Worker(threading.Thread):
     def _turn(self) -> None:
         try:
             items = self._take(self._wait_s())
+            if self._retry and time.monotonic() >= self._retry_at:
+                items = [*self._retry, *items]
+                self._retry = []
             self._handle(items)
             if self._connected and not self._done:
                 self._pump()
             self._check_flush()
             self._snapshot()
+        except BufferWriteError as exc:  # forming a batch on a full disk
+            self._warnings.warn(
+                "write_failed",
+                "buffer write failed gateway=%s error=%s",
+                self.settings.gateway_id,
+                exc,
+            )
+            time.sleep(BUSY_WAKE_S)
         except Exception:  # one failed turn must not end delivery
             _LOGGER.exception("worker turn failed gateway=%s", self.settings.gateway_id)
             time.sleep(BUSY_WAKE_S)
@@ -273,6 +300,8 @@ class Worker(threading.Thread):
         wait = IDLE_WAKE_S
         if self._buf.pending or self._unsent or self._flush:
             wait = BUSY_WAKE_S
+        if self._retry:
+            wait = min(wait, max(0.0, self._retry_at - time.monotonic()))
         due = self._window.next_due_in()
         if due is not None:
             wait = min(wait, due)
@@ -348,6 +377,7 @@ class Worker(threading.Thread):
             self._write_failed(writes, exc)
             return
         self._sent_log.clear()
+        self._recovered()
         self._committed(writes, results)
         self._forget(acked, dropped)
 
@@ -381,23 +411,52 @@ class Worker(threading.Thread):
     def _write_failed(
         self, writes: list[Submission | LocalMessage | _HubAck], exc: BufferWriteError
     ) -> None:
-        # Nothing of the group is kept: callers get the error, and local
-        # messages stay un-PUBACKed, so the local broker redelivers them on
-        # the next session. Acks are lost too; their batches get acked again.
-        # TODO: reconnect the local session after a failed write so that the
-        # broker redelivers at once; today that waits for the next session.
-        local = sum(1 for i in writes if isinstance(i, LocalMessage))
-        _LOGGER.error(
-            "buffer write failed gateway=%s items=%d local_unacked=%d error=%s",
+        # Nothing of the group is kept (a full disk: SQLITE_FULL). Callers of
+        # submit() get the error. Local messages stay un-PUBACKed and are
+        # written again every _RETRY_WRITE_S until the disk takes them: the
+        # broker does not redeliver within a session, and it sends no more
+        # than its inflight window un-PUBACKed, which bounds what we hold
+        # here; the rest waits in the local broker. Should we crash, the
+        # broker redelivers them to the next session. Hub acks are kept too
+        # (up to _RETRY_ACKS_MAX), so that their batches are not resent.
+        self._write_failures += 1
+        local = [i for i in writes if isinstance(i, LocalMessage)]
+        acks = [i for i in writes if isinstance(i, _HubAck)]
+        kept_acks = sum(isinstance(i, _HubAck) for i in self._retry)
+        # Held as redeliveries: should the broker redeliver one meanwhile (a
+        # new local session), whichever copy comes second is skipped.
+        self._retry.extend(replace(m, dup=True) for m in local)
+        self._retry.extend(acks[: max(0, _RETRY_ACKS_MAX - kept_acks)])
+        self._retry_at = time.monotonic() + _RETRY_WRITE_S
+        first = self._failing_since is None
+        if first:
+            self._failing_since = time.monotonic()
+        # ERROR once per outage (the operator must free space), then DEBUG.
+        _LOGGER.log(
+            logging.ERROR if first else logging.DEBUG,
+            "buffer write failed gateway=%s items=%d local_unacked=%d "
+            "retry_items=%d error=%s",
             self.settings.gateway_id,
             len(writes),
-            local,
+            len(local),
+            len(self._retry),
             exc,
         )
         self._sent_log.clear()
         for item in writes:
             if isinstance(item, Submission):
                 item.future.set_exception(exc)
+
+    def _recovered(self) -> None:
+        if self._failing_since is None:
+            return
+        _LOGGER.info(
+            "buffer writable again gateway=%s outage_s=%.1f failed_writes=%d",
+            self.settings.gateway_id,
+            time.monotonic() - self._failing_since,
+            self._write_failures,
+        )
+        self._failing_since = None
 
     def _forget(self, acked: list[int], dropped: list[int]) -> None:
         gone = set(acked) | set(dropped)
@@ -561,7 +620,10 @@ class Worker(threading.Thread):
             except (RuntimeError, ValueError) as exc:
                 _LOGGER.warning("offline state not published error=%s", exc)
         if self._sent_log:
-            self._buf.mark_sent(self._sent_log, now_us())
+            try:
+                self._buf.mark_sent(self._sent_log, now_us())
+            except BufferWriteError as exc:  # a full disk must not block the stop
+                _LOGGER.warning("send records not written error=%s", exc)
             self._sent_log.clear()
         self._done = True
         future.set_result(None)
@@ -581,6 +643,8 @@ class Worker(threading.Thread):
             acked_batches=acked_batches,
             acked_readings=acked_readings,
             duplicates=self._duplicates,
+            write_failures=self._write_failures,
+            retrying=len(self._retry),
             dropped=buf.dropped,
             rejected=buf.rejected,
             connected=self._connected,

@@ -15,6 +15,7 @@ during the run is one line and exit status 1.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
@@ -32,6 +33,15 @@ from simulators.errors import DatasetError, SimulatorError
 from simulators.fleet import FaultRates, FleetSpec
 from simulators.fleet import simulate as simulate_fleet
 from simulators.gateways import EdgeGatewaySink, gateway_ids
+from simulators.load import (
+    LoadDisplay,
+    LoadGenerator,
+    LoadPlan,
+    LoadSummary,
+    edge_probe,
+    mqtt_probe,
+    parse_ramp,
+)
 from simulators.replay import ReplayOptions, replay_path
 from simulators.sinks import (
     DEFAULT_ACK_TIMEOUT_S,
@@ -359,6 +369,39 @@ def replay(
     show_default=True,
     help="MQTT client id for --via mqtt (its persistent session)",
 )
+@click.option(
+    "--load",
+    "load_mode",
+    is_flag=True,
+    help="load mode: measure achieved throughput, acks and lag (implied by "
+    "--ramp); needs --duration or --count",
+)
+@click.option(
+    "--ramp",
+    "ramps",
+    multiple=True,
+    metavar="KEY=FROM..TO",
+    help="load mode: ramp devices per gateway (devices=10..1000) or reports "
+    "per device per second (rate=0.1..2) over --ramp-time; repeatable",
+)
+@click.option(
+    "--ramp-time",
+    type=click.FloatRange(min=0),
+    help="seconds the ramp takes [default: --duration, else 10]",
+)
+@click.option(
+    "--drain",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="load mode: after stopping, wait this long at most for the acks",
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="load mode: write the summary as JSON to FILE ('-': stdout)",
+)
 @_common
 def simulate(
     gateways: int,
@@ -371,6 +414,11 @@ def simulate(
     stuck_rate: float,
     dropout_rate: float,
     client_id: str,
+    load_mode: bool,
+    ramps: tuple[str, ...],
+    ramp_time: float | None,
+    drain: float,
+    json_out: Path | None,
     via: str,
     hub_url: str,
     mqtt_url: str,
@@ -379,7 +427,31 @@ def simulate(
     password: str | None,
     progress: bool | None,
 ) -> None:
-    """Simulate a synthetic fleet: daily cycles, noise, drift and faults."""
+    """Simulate a synthetic fleet: daily cycles, noise, drift and faults.
+
+    With --ramp or --load it runs as a load generator instead: many devices
+    from this one process, ramped over time, with a live table of achieved
+    readings/s, acks, lag and connected gateways, and a final summary.
+    """
+    show = sys.stderr.isatty() if progress is None else progress
+    if load_mode or ramps:
+        plan = _load_plan(
+            gateways, devices, interval, seed, duration, count, ramps, ramp_time, drain
+        )
+        sink = _make_sink(
+            via,
+            list(plan.gateways),
+            hub_url,
+            mqtt_url,
+            edge_dir,
+            client_id,
+            username,
+            password,
+        )
+        _echo_load(_run_load(plan, sink, show), json_out)
+        return
+    if json_out is not None or drain != 30.0 or ramp_time is not None:
+        raise click.UsageError("--json, --drain and --ramp-time need --ramp or --load")
     spec = FleetSpec(
         gateways=gateways,
         devices=devices,
@@ -400,7 +472,6 @@ def simulate(
     if isinstance(sink, EdgeGatewaySink):
         # The fleet knows which gateway each device sits behind.
         sink.assignment.update({dev: gw for gw, dev in spec.device_ids()})
-    show = sys.stderr.isatty() if progress is None else progress
     try:
         sink.start()
     except SimulatorError as exc:
@@ -417,6 +488,80 @@ def simulate(
         "faults injected: "
         + (" ".join(f"{k}={v}" for k, v in sorted(kinds.items())) or "none")
     )
+
+
+def _load_plan(
+    gateways: int,
+    devices: int,
+    interval: float,
+    seed: int,
+    duration: float | None,
+    count: int | None,
+    ramps: tuple[str, ...],
+    ramp_time: float | None,
+    drain: float,
+) -> LoadPlan:
+    """The load plan of the options.
+
+    What no --ramp moves, --devices and --interval hold for the whole run.
+
+    Raises:
+        click.UsageError: a bad --ramp, or no --duration nor --count.
+    """
+    ends: dict[str, tuple[float, float]] = {
+        "devices": (devices, devices),
+        "rate": (1 / interval, 1 / interval),
+    }
+    try:
+        for text in ramps:
+            key, lo, hi = parse_ramp(text)
+            ends[key] = (lo, hi)
+        return LoadPlan(
+            gateways=tuple(gateway_ids(gateways)),
+            devices=(int(ends["devices"][0]), int(ends["devices"][1])),
+            rate=ends["rate"],
+            ramp_s=ramp_time if ramp_time is not None else duration or 10.0,
+            duration_s=duration,
+            count=count,
+            drain_s=drain,
+            seed=seed,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _run_load(plan: LoadPlan, sink: Sink, show: bool) -> LoadSummary:
+    """Start the sink, run the plan, close the sink; the summary."""
+    if isinstance(sink, EdgeGatewaySink):
+        for gw, devs in zip(plan.gateways, plan.device_ids(), strict=True):
+            sink.assignment.update(dict.fromkeys(devs, gw))
+        probe = edge_probe(sink)
+    else:
+        probe = mqtt_probe(sink, len(plan.metrics))
+    try:
+        sink.start()
+    except SimulatorError as exc:
+        raise _StartError(str(exc)) from exc
+    try:
+        with LoadDisplay(show) as display:
+            generator = LoadGenerator(plan, sink, probe, display)
+            summary = generator.run(_stop_on_signals())
+    except SimulatorError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        # The drain already waited for the acks: close without waiting again.
+        sink.close(0)
+    return summary
+
+
+def _echo_load(summary: LoadSummary, json_out: Path | None) -> None:
+    text = json.dumps(summary.as_dict(), indent=2)
+    if json_out is not None and str(json_out) == "-":
+        click.echo(text)
+        return
+    if json_out is not None:
+        json_out.write_text(text + "\n")
+    click.echo(summary.line())
 
 
 @click.group()

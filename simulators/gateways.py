@@ -148,6 +148,14 @@ class EdgeGatewaySink:
         """Readings the agents still hold that the hub has not acknowledged."""
         return sum(_pending_of(agent) for agent in self._agents.values())
 
+    def acked_and_connected(self) -> tuple[int, int]:
+        """Readings the hub acked to the agents, and the agents connected.
+
+        The acked readings are cumulative, as the agents' buffers count them.
+        """
+        stats = [agent.stats for agent in self._agents.values()]
+        return sum(s.acked_readings for s in stats), sum(s.connected for s in stats)
+
     def close(self, timeout: float = 30.0) -> int:
         """Wait up to ``timeout`` s for the hub to ack everything, then stop.
 

@@ -157,6 +157,18 @@ def dropped_increase(
     return increase, resets
 
 
+def merged_counters(
+    previous: Mapping[str, int], current: Mapping[str, int]
+) -> dict[str, int]:
+    """The cumulative counters to keep after a state: a reason left out stays.
+
+    A state that names no counter for a reason knows nothing of it (the will
+    carries none at all), so its previous value is kept as the baseline;
+    otherwise the next state would count all of that reason's drops again.
+    """
+    return {**previous, **current}
+
+
 def accounting_from_rows(rows: Iterable[tuple[str, str, int]]) -> Accounting:
     """Fold (kind, reason, n) sums into an :class:`Accounting`."""
     received = duplicates = 0

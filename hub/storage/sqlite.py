@@ -38,6 +38,7 @@ from hub.storage._common import (
     dropped_increase,
     hour_of,
     local_day_bounds,
+    merged_counters,
     nfc,
     normalize_device,
 )
@@ -434,10 +435,12 @@ class SQLiteStore(SQLiteAlertsMixin):
             before, before_rejected = cur.execute(
                 "SELECT dropped, edge_rejected FROM gateways WHERE id = ?", (gw,)
             ).fetchone()
-            increase, resets = dropped_increase(orjson.loads(before), state.dropped)
-            rejected, _ = dropped_increase(
-                orjson.loads(before_rejected), state.rejected
+            before, before_rejected = (
+                orjson.loads(before),
+                orjson.loads(before_rejected),
             )
+            increase, resets = dropped_increase(before, state.dropped)
+            rejected, _ = dropped_increase(before_rejected, state.rejected)
             cur.execute(
                 _UPDATE_GATEWAY_STATE,
                 {
@@ -445,8 +448,10 @@ class SQLiteStore(SQLiteAlertsMixin):
                     "agent": state.agent,
                     "readings": state.buffer.readings,
                     "bytes": state.buffer.bytes,
-                    "dropped": _dumps(state.dropped),
-                    "rejected": _dumps(state.rejected),
+                    "dropped": _dumps(merged_counters(before, state.dropped)),
+                    "rejected": _dumps(
+                        merged_counters(before_rejected, state.rejected)
+                    ),
                     "seen": received_us,
                     "gw": gw,
                 },

@@ -58,6 +58,7 @@ from hub.storage._common import (
     dropped_increase,
     dt_to_us,
     hour_of,
+    merged_counters,
     nfc,
     normalize_device,
     opt_dt_to_us,
@@ -632,8 +633,9 @@ class TimescaleStore(TimescaleAlertsMixin):
                 "SELECT dropped, edge_rejected FROM gateways WHERE id = %s FOR UPDATE",
                 [gw],
             ).fetchone()
-            increase, resets = dropped_increase(row[0] if row else {}, state.dropped)
-            rejected, _ = dropped_increase(row[1] if row else {}, state.rejected)
+            before, before_rejected = (row[0], row[1]) if row else ({}, {})
+            increase, resets = dropped_increase(before, state.dropped)
+            rejected, _ = dropped_increase(before_rejected, state.rejected)
             conn.execute(
                 _UPDATE_GATEWAY_STATE,
                 [
@@ -641,8 +643,8 @@ class TimescaleStore(TimescaleAlertsMixin):
                     state.agent,
                     state.buffer.readings,
                     state.buffer.bytes,
-                    Jsonb(state.dropped),
-                    Jsonb(state.rejected),
+                    Jsonb(merged_counters(before, state.dropped)),
+                    Jsonb(merged_counters(before_rejected, state.rejected)),
                     seen,
                     gw,
                 ],

@@ -6,7 +6,7 @@ import pytest
 
 # Before the import: the harness holds the accounting assertions, and pytest
 # rewrites asserts only in the modules it is told about.
-pytest.register_assert_rewrite("tests.e2e.harness")
+pytest.register_assert_rewrite("tests.e2e.harness", "tests.faults.helpers")
 
 from tests.e2e.harness import (  # noqa: E402  (after the rewrite registration)
     intel_slice,

@@ -440,6 +440,24 @@ def test_accounting_dropped_from_cumulative_counters_with_reset(store):
     }
 
 
+def test_accounting_will_without_counters_keeps_the_baseline(store):
+    """A state with no counter for a reason (the will) does not reset it."""
+    states = [
+        _state("gw-1", dropped={"buffer_full": 5}, rejected={"bad_json": 2}),
+        _state("gw-1", status="offline"),  # the will: no counters at all
+        _state("gw-1", dropped={"buffer_full": 7}, rejected={"bad_json": 3}),
+    ]
+    for n, state in enumerate(states):
+        store.record_gateway_state(state, RECEIVED + n)
+
+    accounting = store.accounting("gateway", "gw-1")
+    assert (accounting.dropped, accounting.rejected) == (
+        {"buffer_full": 7},
+        {"bad_json": 3},
+    )
+    assert store.get_gateway("gw-1").dropped == {"buffer_full": 7}
+
+
 def test_accounting_rejected_at_the_edge_from_cumulative_counters(store):
     """Edge reject counters in up/state join the gateway's rejects, by increase."""
     store.write([item([_three()], RECEIVED, "gw-1", 1)])
