@@ -38,6 +38,7 @@ from pydantic_settings import SettingsError as SourceError
 from hub import const
 from hub._errors import ConfigError
 from hub.processors.config import ProcessorsConfig
+from hub.security.config import AuthConfig
 from protocol import topics
 from protocol.const import (
     DEFAULT_MAX_FUTURE_SKEW_S,
@@ -226,6 +227,12 @@ class HubSettings(BaseSettings):
         "queue and reload limits",
     )
 
+    # Security of the API (hub/security).
+    auth: AuthConfig = Field(
+        default_factory=AuthConfig,
+        description="tokens, roles, IP allow and deny lists, throttling, audit",
+    )
+
     # Servers.
     api_host: str = Field(
         default=const.DEFAULT_API_HOST, description="address the REST API binds to"
@@ -235,6 +242,12 @@ class HubSettings(BaseSettings):
         ge=0,
         le=65535,
         description="port of the REST API",
+    )
+    api_stream_poll_s: float = Field(
+        default=0.1,
+        gt=0,
+        le=60,
+        description="how often the API reads new alert changes for its live stream",
     )
     broker_host: str = Field(
         default=const.DEFAULT_BROKER_HOST,

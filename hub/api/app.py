@@ -11,10 +11,11 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from hub import const
-from hub.api import errors
+from hub.api import alerts, audit, auth, errors, live, users
 from hub.api.routes import router
 from hub.config import HubSettings
 from hub.metrics import IngestMetrics
+from hub.security.setup import install as install_security
 from hub.storage.base import Store
 
 API_TITLE = "StreamFlow"
@@ -37,18 +38,25 @@ def create_app(
     Returns:
         The application, to be served by uvicorn.
     """
-    # TODO: authentication and roles (the secured API release); the routes are
-    # read-only and bound to 127.0.0.1 by default until then.
     app = FastAPI(
         title=API_TITLE,
         version=API_VERSION,
-        description="Devices, readings, aggregates and loss accounting of a "
-        "StreamFlow hub. Times are RFC 3339; readings keep microseconds.",
+        description="Devices, readings, aggregates, loss accounting and alerts "
+        "of a StreamFlow hub. Times are RFC 3339; readings keep microseconds.",
+        lifespan=live.lifespan,
     )
     app.state.store = store
     app.state.metrics = metrics
     status_path: Path = settings.data_dir / const.STATUS_FILE_NAME
     app.state.status_path = status_path
     errors.install(app)
+    # The store is both a Store and an AuthStore (hub/storage/_*_auth.py).
+    install_security(app, store, settings)  # type: ignore[arg-type]
     app.include_router(router)
+    app.include_router(auth.router)
+    app.include_router(users.router)
+    app.include_router(audit.router)
+    app.state.alert_feed = live.AlertFeed(store, settings.api_stream_poll_s)
+    app.include_router(alerts.router)
+    alerts.mount_page(app)
     return app

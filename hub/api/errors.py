@@ -2,6 +2,15 @@
 
 A 422 also names the offending ``field``. No stack trace ever reaches a
 client: unexpected errors are logged here and answered with ``internal_error``.
+
+Codes of authentication (hub/security): 401 ``unauthenticated`` (no token)
+and ``invalid_token`` (expired, forged, revoked), both with an RFC 6750
+``WWW-Authenticate: Bearer`` header; 403 ``insufficient_scope`` (the role
+lacks the route's scope) and ``ip_denied``; 429 ``too_many_requests`` with
+``Retry-After``. The one exception to the shape: the OAuth endpoints
+``/v1/auth/token`` and ``/v1/auth/revoke`` answer in RFC 6749 section 5.2's
+``{"error": "invalid_grant", "error_description": …}``, which every OAuth
+client library parses (:class:`OAuthError`).
 """
 
 from __future__ import annotations
@@ -17,8 +26,12 @@ _LOGGER = logging.getLogger(__name__)
 
 _HTTP_CODES = {
     400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    409: "conflict",
+    429: "too_many_requests",
     422: "invalid_parameter",
     503: "unavailable",
 }
@@ -28,13 +41,33 @@ class ApiError(Exception):
     """An error answered to the client with a status, a code and a message."""
 
     def __init__(
-        self, status: int, code: str, message: str, field: str | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.status = status
         self.code = code
         self.message = message
         self.field = field
+        #: Response headers (WWW-Authenticate, Retry-After).
+        self.headers = headers
         super().__init__(message)
+
+
+class OAuthError(ApiError):
+    """An error of the OAuth endpoints, answered in RFC 6749 section 5.2's shape.
+
+    ``code`` is the RFC's ``error`` (``invalid_request``, ``invalid_client``,
+    ``invalid_grant``, ``unauthorized_client``, ``unsupported_grant_type``,
+    ``invalid_scope``), ``message`` its ``error_description``.
+    """
+
+    def body(self) -> dict[str, object]:
+        """The RFC 6749 JSON body."""
+        return {"error": self.code, "error_description": self.message}
 
 
 def not_found(what: str, ident: str) -> ApiError:
@@ -58,8 +91,14 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, o
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, ApiError):
         raise exc
+    if isinstance(exc, OAuthError):
+        # RFC 6749 section 5.1: token answers, errors too, are never cached.
+        headers = {"Cache-Control": "no-store", **(exc.headers or {})}
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
     return JSONResponse(
-        error_body(exc.code, exc.message, exc.field), status_code=exc.status
+        error_body(exc.code, exc.message, exc.field),
+        status_code=exc.status,
+        headers=exc.headers,
     )
 
 

@@ -28,10 +28,15 @@ from hub.api.schemas import (
     ReadingOut,
 )
 from hub.metrics import IngestMetrics
+from hub.security.deps import require
+from hub.security.roles import Scope
 from hub.storage.base import Store
 from protocol.validate import now_us
 
 router = APIRouter()
+
+#: Every route here but /healthz reads data: viewer and up (hub/security/roles).
+_READ = [Depends(require(Scope.READ))]
 
 BucketName = Literal["1m", "5m", "15m", "1h", "1d"]
 _BUCKET_S: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
@@ -129,7 +134,12 @@ def _hub_status(request: Request) -> dict[str, Any] | None:
     return status
 
 
-@router.get("/v1/devices", response_model=list[DeviceOut], tags=["devices"])
+@router.get(
+    "/v1/devices",
+    response_model=list[DeviceOut],
+    tags=["devices"],
+    dependencies=_READ,
+)
 def list_devices(
     store: StoreDep,
     gateway: Annotated[str | None, Query(description="only this gateway's")] = None,
@@ -138,7 +148,12 @@ def list_devices(
     return [DeviceOut.of(d) for d in store.list_devices(gateway)]
 
 
-@router.get("/v1/devices/{device_id}", response_model=DeviceOut, tags=["devices"])
+@router.get(
+    "/v1/devices/{device_id}",
+    response_model=DeviceOut,
+    tags=["devices"],
+    dependencies=_READ,
+)
 def get_device(device_id: DeviceId, store: StoreDep) -> Any:
     """One device."""
     device = store.get_device(device_id)
@@ -151,6 +166,7 @@ def get_device(device_id: DeviceId, store: StoreDep) -> Any:
     "/v1/devices/{device_id}/readings",
     response_model=list[ReadingOut],
     tags=["readings"],
+    dependencies=_READ,
 )
 def device_readings(
     device_id: DeviceId,
@@ -171,6 +187,7 @@ def device_readings(
     "/v1/devices/{device_id}/latest",
     response_model=list[ReadingOut],
     tags=["readings"],
+    dependencies=_READ,
 )
 def device_latest(device_id: DeviceId, store: StoreDep) -> Any:
     """Each metric's newest reading (by reading time, not arrival)."""
@@ -182,6 +199,7 @@ def device_latest(device_id: DeviceId, store: StoreDep) -> Any:
     "/v1/devices/{device_id}/aggregate",
     response_model=AggregateOut,
     tags=["readings"],
+    dependencies=_READ,
 )
 def device_aggregate(
     device_id: DeviceId,
@@ -224,6 +242,7 @@ def device_aggregate(
     "/v1/devices/{device_id}/accounting",
     response_model=AccountingOut,
     tags=["accounting"],
+    dependencies=_READ,
 )
 def device_accounting(
     device_id: DeviceId, store: StoreDep, from_: FromQ = None, to: ToQ = None
@@ -235,13 +254,23 @@ def device_accounting(
     return AccountingOut.of(acc)
 
 
-@router.get("/v1/gateways", response_model=list[GatewayOut], tags=["gateways"])
+@router.get(
+    "/v1/gateways",
+    response_model=list[GatewayOut],
+    tags=["gateways"],
+    dependencies=_READ,
+)
 def list_gateways(store: StoreDep) -> Any:
     """Every gateway, ordered by id."""
     return [GatewayOut.of(g) for g in store.list_gateways()]
 
 
-@router.get("/v1/gateways/{gateway_id}", response_model=GatewayOut, tags=["gateways"])
+@router.get(
+    "/v1/gateways/{gateway_id}",
+    response_model=GatewayOut,
+    tags=["gateways"],
+    dependencies=_READ,
+)
 def get_gateway(gateway_id: GatewayId, store: StoreDep) -> Any:
     """One gateway with its last reported state."""
     gateway = store.get_gateway(gateway_id)
@@ -254,6 +283,7 @@ def get_gateway(gateway_id: GatewayId, store: StoreDep) -> Any:
     "/v1/gateways/{gateway_id}/accounting",
     response_model=AccountingOut,
     tags=["accounting"],
+    dependencies=_READ,
 )
 def gateway_accounting(
     gateway_id: GatewayId, store: StoreDep, from_: FromQ = None, to: ToQ = None

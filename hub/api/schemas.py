@@ -7,8 +7,16 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hub.alerts.notice import alert_json, iso_us
 from hub.api._time import format_us, format_us_in_zone
-from hub.storage.base import Accounting, Bucket, DeviceInfo, GatewayInfo
+from hub.storage.base import (
+    Accounting,
+    AlertRecord,
+    AlertTransition,
+    Bucket,
+    DeviceInfo,
+    GatewayInfo,
+)
 from protocol.readings import Reading
 
 
@@ -218,3 +226,185 @@ class HealthOut(_Out):
         description="the hub's state and counters (same process, or its status "
         "file when it runs in another process on this machine)",
     )
+
+
+# -- alerts (hub/api/alerts.py) -----------------------------------------------
+
+_ALERT_EXAMPLE: dict[str, Any] = {
+    "id": "al-7f3c2a",
+    "fingerprint": "device/mote-8/threshold/temperature:above_max",
+    "kind": "threshold",
+    "severity": "critical",
+    "state": "open",
+    "summary": "mote-8 temperature 41.2 C above 40 C",
+    "device": "mote-8",
+    "gateway": "gw-05",
+    "metric": "temperature",
+    "past": False,
+    "opened": "2026-11-30T06:33:07.500000Z",
+    "last_seen": "2026-11-30T06:35:07.500000Z",
+    "updated": "2026-11-30T06:33:07.612000Z",
+    "resolved": None,
+    "occurrences": 3,
+    "flapping": False,
+    "group": None,
+    "details": {"value": 41.2, "max": 40.0},
+}
+
+
+class AlertOut(_Out):
+    """An alert, in the one JSON shape it has everywhere (``alert_json``)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_ALERT_EXAMPLE]})
+
+    id: str
+    fingerprint: str = Field(description="scope/subject/kind/rule")
+    kind: str = Field(description="offline, threshold, anomaly, service, ...")
+    severity: str = Field(description="info, warning or critical")
+    state: str = Field(description="open, acknowledged or resolved")
+    summary: str
+    device: str | None
+    gateway: str | None
+    metric: str | None
+    past: bool = Field(description="raised from late readings: it happened then")
+    opened: str | None = Field(description="event time it began, RFC 3339, UTC")
+    last_seen: str | None = Field(description="event time of its latest occurrence")
+    updated: str | None = Field(description="wall time of the latest state change")
+    resolved: str | None = Field(description="wall time it was resolved, or null")
+    occurrences: int
+    flapping: bool
+    group: str | None
+    details: dict[str, Any]
+
+    @classmethod
+    def of(cls, a: AlertRecord) -> AlertOut:
+        """The response body of an alert."""
+        return cls.model_validate(alert_json(a))
+
+
+class AlertTransitionOut(_Out):
+    """One entry of an alert's history."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "seq": 42,
+                    "at": "2026-11-30T06:40:00.000000Z",
+                    "from_state": "open",
+                    "to_state": "acknowledged",
+                    "actor": "api",
+                    "note": "looking at it",
+                }
+            ]
+        }
+    )
+
+    seq: int = Field(description="increasing across all alerts; the stream's id")
+    at: str | None = Field(description="wall time of the change, RFC 3339, UTC")
+    from_state: str | None = Field(description="null for the opening entry")
+    to_state: str
+    actor: str = Field(description="monitor, api, or a user name")
+    note: str
+
+    @classmethod
+    def of(cls, t: AlertTransition) -> AlertTransitionOut:
+        """The response body of a history entry."""
+        return cls(
+            seq=t.seq,
+            at=iso_us(t.at_us),
+            from_state=t.from_state,
+            to_state=t.to_state,
+            actor=t.actor,
+            note=t.note,
+        )
+
+
+class AlertDetailOut(AlertOut):
+    """An alert with its history, oldest change first."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **_ALERT_EXAMPLE,
+                    "history": [
+                        {
+                            "seq": 41,
+                            "at": "2026-11-30T06:33:07.612000Z",
+                            "from_state": None,
+                            "to_state": "open",
+                            "actor": "monitor",
+                            "note": "",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    history: list[AlertTransitionOut]
+
+    @classmethod
+    def with_history(
+        cls, a: AlertRecord, history: list[AlertTransition]
+    ) -> AlertDetailOut:
+        """The response body of an alert and its history."""
+        return cls.model_validate(
+            {
+                **alert_json(a),
+                "history": [AlertTransitionOut.of(t) for t in history],
+            }
+        )
+
+
+class AlertPageOut(_Out):
+    """One page of alerts, newest first, and the cursor of the next page."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "alerts": [_ALERT_EXAMPLE],
+                    "next_cursor": "WzE3OTY1MzgzODc1MDAwMDAsImFsLTdmM2MyYSJd",
+                }
+            ]
+        }
+    )
+
+    alerts: list[AlertOut]
+    next_cursor: str | None = Field(
+        description="pass as cursor for the next page; null on the last page"
+    )
+
+
+class AlertChangeOut(AlertOut):
+    """One ``alert`` event of the live stream: the alert now, and its change."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **_ALERT_EXAMPLE,
+                    "change": "opened",
+                    "actor": "monitor",
+                    "at": "2026-11-30T06:33:07.612000Z",
+                }
+            ]
+        }
+    )
+
+    change: str = Field(description="opened, acknowledged, resolved or reopened")
+    actor: str
+    at: str | None = Field(description="wall time of the change, RFC 3339, UTC")
+
+
+class AlertNoteIn(BaseModel):
+    """The optional body of an acknowledge or a resolve."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"note": "replaced the sensor"}]},
+    )
+
+    note: str = Field(default="", max_length=2000, description="kept in the history")

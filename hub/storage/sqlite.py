@@ -44,6 +44,7 @@ from hub.storage._common import (
 )
 from hub.storage._migrations import load_migrations, pending
 from hub.storage._sqlite_alerts import SQLiteAlertsMixin
+from hub.storage._sqlite_auth import SQLiteAuthMixin
 from hub.storage.base import (
     Accounting,
     Bucket,
@@ -177,7 +178,7 @@ SELECT {_BUCKET_FIGURES} FROM (
 """
 
 
-class SQLiteStore(SQLiteAlertsMixin):
+class SQLiteStore(SQLiteAlertsMixin, SQLiteAuthMixin):
     """The embedded store: one SQLite file (or ``:memory:``).
 
     Safe to share between threads: one connection, one lock.

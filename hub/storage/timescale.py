@@ -66,6 +66,7 @@ from hub.storage._common import (
 )
 from hub.storage._migrations import load_migrations, pending
 from hub.storage._timescale_alerts import TimescaleAlertsMixin
+from hub.storage._timescale_auth import TimescaleAuthMixin
 from hub.storage.base import (
     Accounting,
     Bucket,
@@ -279,7 +280,7 @@ def _configure(conn: Conn) -> None:
     conn.execute(_CREATE_STAGING)
 
 
-class TimescaleStore(TimescaleAlertsMixin):
+class TimescaleStore(TimescaleAlertsMixin, TimescaleAuthMixin):
     """The production store: TimescaleDB through psycopg 3.
 
     Safe to share between threads: every call takes a connection from the

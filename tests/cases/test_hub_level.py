@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from hub.api.app import create_app
 from hub.config import AdapterRoute, HubSettings
+from hub.security.config import AuthConfig
 from hub.service import HubService, load_adapters
 from hub.storage import open_store
 from protocol import topics
@@ -199,7 +200,9 @@ def test_c05_iso_times_kept_to_the_microsecond_through_the_api(hub, sensor, stor
     wait_for(lambda: store.count_readings("dev-e05") == 3, timeout=10)
     assert hub.metrics.snapshot()["rejects"] == {}
 
-    client = TestClient(create_app(store, hub.settings))
+    # Auth off on purpose: the case is about times, tests/hub/security about auth.
+    no_auth = hub.settings.model_copy(update={"auth": AuthConfig(enabled=False)})
+    client = TestClient(create_app(store, no_auth))
     body = client.get("/v1/devices/dev-e05/readings").json()
     got = [(r["metric"], r["ts"], r["value"]) for r in body]
     assert got == [

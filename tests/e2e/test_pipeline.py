@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 
+from hub.client import StreamFlowClient
 from tests.e2e.harness import (
     DataSlice,
     Site,
@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.slow]
 #: A replay takes 13.5 s; delivery ends a few seconds later.
 DELIVERY_TIMEOUT_S = 60.0
 
+_ADMIN_PASSWORD = "admin-password-of-the-e2e-test"
 _RFC3339_US = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -58,6 +59,9 @@ def test_api_returns_one_mote_value_for_value(
     site: Site, intel_slice: DataSlice, tmp_path
 ):
     """`streamflow api` serves a mote's stored readings exactly, with µs times."""
+    # The API's first start makes the admin with this password (start_api
+    # runs it with the hub's environment).
+    site.hub.env["STREAMFLOW_ADMIN_PASSWORD"] = _ADMIN_PASSWORD
     data = load_slice(cut_slice(intel_slice.path, tmp_path / "head.txt.gz", 1, 200))
     site.start(data.path, speedup=0)
     site.wait_delivered(data, DELIVERY_TIMEOUT_S)
@@ -66,9 +70,8 @@ def test_api_returns_one_mote_value_for_value(
         sorted({r[0] for r in data.rows}), key=lambda d: len(data.device_rows(d))
     )
 
-    response = httpx.get(
-        f"{base}/v1/devices/{device}/readings", params={"limit": 100_000}, timeout=10
-    )
+    with StreamFlowClient(base, username="admin", password=_ADMIN_PASSWORD) as api:
+        response = api.get(f"/v1/devices/{device}/readings", params={"limit": 100_000})
 
     assert response.status_code == 200
     body = response.json()

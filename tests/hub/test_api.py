@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from hub.api import create_app
 from hub.config import HubSettings
 from hub.metrics import IngestMetrics
+from hub.security.config import AuthConfig
 from hub.storage import IngestItem, open_store
 from protocol.const import RejectReason
 from protocol.models import BufferState, GatewayState
@@ -80,15 +81,38 @@ def store(tmp_path):
     s.close()
 
 
+ADMIN_PASSWORD = "admin-password-of-the-api-tests"
+
+
 @pytest.fixture
-def settings(tmp_path):
-    return HubSettings(data_dir=tmp_path)
+def settings(tmp_path, monkeypatch):
+    """Auth on, as in production; the first admin gets ADMIN_PASSWORD."""
+    monkeypatch.setenv("STREAMFLOW_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    # Cheap argon2: these tests are about the read routes, not the hash.
+    return HubSettings(
+        data_dir=tmp_path, auth={"password_time_cost": 1, "password_memory_kib": 1024}
+    )
+
+
+def signed_in(c: TestClient) -> TestClient:
+    """Sign ``c`` in as the first admin: its requests carry the bearer token."""
+    resp = c.post(
+        "/v1/auth/token",
+        data={
+            "grant_type": "password",
+            "username": "admin",
+            "password": ADMIN_PASSWORD,
+        },
+    )
+    assert resp.status_code == 200, resp.text
+    c.headers["Authorization"] = f"Bearer {resp.json()['access_token']}"
+    return c
 
 
 @pytest.fixture
 def client(store, settings):
     with TestClient(create_app(store, settings)) as c:
-        yield c
+        yield signed_in(c)
 
 
 def test_devices_listed_with_rfc3339_times(client):
@@ -283,7 +307,7 @@ def dst_client(tmp_path, settings):
     )
     s.write([IngestItem(None, None, [block], RECEIVED, devices={"dev-o15"})])
     with TestClient(create_app(s, settings)) as c:
-        yield c
+        yield signed_in(c)
     s.close()
 
 
@@ -406,10 +430,15 @@ class BrokenStore:
         return fail
 
 
+def no_auth(settings: HubSettings) -> HubSettings:
+    """Auth off: a broken store cannot hold users or tokens either."""
+    return settings.model_copy(update={"auth": AuthConfig(enabled=False)})
+
+
 def test_unexpected_error_is_500_without_trace(settings):
     """A failing store gives a 500 in the error shape, with no detail leaked."""
     with TestClient(
-        create_app(BrokenStore(), settings), raise_server_exceptions=False
+        create_app(BrokenStore(), no_auth(settings)), raise_server_exceptions=False
     ) as c:
         resp = c.get("/v1/devices")
 
@@ -424,7 +453,7 @@ def test_unexpected_error_is_500_without_trace(settings):
 
 def test_healthz_store_down_is_503(settings):
     """/healthz says degraded with 503 when the store fails."""
-    with TestClient(create_app(BrokenStore(), settings)) as c:
+    with TestClient(create_app(BrokenStore(), no_auth(settings))) as c:
         resp = c.get("/healthz")
 
     assert resp.status_code == 503
@@ -437,6 +466,20 @@ def test_openapi_lists_routes(client):
 
     assert sorted(paths) == [
         "/healthz",
+        "/v1/alerts",
+        "/v1/alerts/stream",
+        "/v1/alerts/{alert_id}",
+        "/v1/alerts/{alert_id}/ack",
+        "/v1/alerts/{alert_id}/resolve",
+        "/v1/audit",
+        "/v1/audit/export",
+        "/v1/auth/logout",
+        "/v1/auth/me",
+        "/v1/auth/revoke",
+        "/v1/auth/token",
+        "/v1/clients",
+        "/v1/clients/{client_id}",
+        "/v1/clients/{client_id}/secret",
         "/v1/devices",
         "/v1/devices/{device_id}",
         "/v1/devices/{device_id}/accounting",
@@ -446,4 +489,6 @@ def test_openapi_lists_routes(client):
         "/v1/gateways",
         "/v1/gateways/{gateway_id}",
         "/v1/gateways/{gateway_id}/accounting",
+        "/v1/users",
+        "/v1/users/{name}",
     ]
