@@ -1,8 +1,9 @@
 """The :class:`hub.security.store.AuthStore` part of the TimescaleDB store.
 
 A mixin of :class:`hub.storage.timescale.TimescaleStore`, which supplies the
-connection pool and ``_transaction``; tables of migration 0006. Addresses
-are ``inet``, client networks ``cidr[]``; psycopg maps both to
+connection pool and ``_transaction``; tables of migration 0006. Client
+addresses are text, since a peer on a Unix socket (or a test transport) has
+no IP address; client networks are ``cidr[]``, which psycopg maps to
 :mod:`ipaddress` objects.
 """
 

@@ -50,7 +50,7 @@ CREATE INDEX refresh_tokens_family ON refresh_tokens (family_id);
 
 CREATE TABLE sign_in_failures (
     subject text,
-    address inet NOT NULL,
+    address text NOT NULL,  -- text: a Unix-socket peer has no IP
     at timestamptz NOT NULL
 );
 CREATE INDEX sign_in_failures_subject ON sign_in_failures (subject, at);
@@ -66,7 +66,7 @@ CREATE TABLE audit_log (
     actor text,
     role text,
     client text,
-    address inet,
+    address text,
     method text,
     path text,
     query text,
