@@ -16,7 +16,7 @@ import logging
 import signal
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from types import FrameType, TracebackType
 
@@ -31,6 +31,7 @@ from edge_agent.uplink import Uplink
 from edge_agent.validation import screen
 from edge_agent.worker import AgentStats, Submission, Worker
 from protocol.adapters import Adapter, get_adapter
+from protocol.logs import LogRecord
 from protocol.readings import Reading
 from protocol.validate import now_us
 
@@ -205,9 +206,18 @@ class EdgeAgent:
         self.submit_checked(good, rejects)
 
     def submit_checked(
-        self, readings: list[Reading], rejects: Counter[str] | None = None
+        self,
+        readings: list[Reading],
+        rejects: Counter[str] | None = None,
+        logs: Sequence[LogRecord] = (),
     ) -> AddResult:
         """Buffer readings already checked, with rejects to count; wait for it.
+
+        Args:
+            readings: checked readings.
+            rejects: rejects to count, by reason.
+            logs: device log records checked by :mod:`protocol.logs`,
+                buffered in the same transaction.
 
         Returns:
             How many were kept, refused or dropped by the buffer's policy.
@@ -219,7 +229,7 @@ class EdgeAgent:
         worker = self._worker
         if worker is None or not worker.is_alive():
             raise AgentStoppedError("agent is not running")
-        item = Submission(readings, rejects or Counter(), now_us())
+        item = Submission(readings, rejects or Counter(), now_us(), logs=logs)
         worker.put(item)
         while True:
             try:
@@ -227,6 +237,17 @@ class EdgeAgent:
             except FutureTimeout:
                 if not worker.is_alive():
                     raise AgentStoppedError("agent stopped before the write") from None
+
+    def submit_logs(
+        self, logs: Sequence[LogRecord], rejects: Counter[str] | None = None
+    ) -> AddResult:
+        """Buffer device log records already checked; returns once on disk.
+
+        Raises:
+            AgentStoppedError: the agent is not running.
+            BufferWriteError: the buffer could not commit them.
+        """
+        return self.submit_checked([], rejects, logs)
 
     # -- what tests and tools look at ---------------------------------------
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
@@ -23,6 +23,8 @@ from protocol.const import PROTOCOL_VERSION
 #: A full burst of backlog may be this many seconds of ``backlog_rate``, so
 #: that the rate holds even though the worker forms batches in steps.
 BUCKET_BURST_S = 1.0
+
+T = TypeVar("T")
 
 
 class PendingRow(NamedTuple):
@@ -38,6 +40,19 @@ class PendingRow(NamedTuple):
     received_at: int
 
 
+class PendingLog(NamedTuple):
+    """A buffered device log record not yet in a batch, as its row holds it."""
+
+    id: int
+    dev: str
+    ts_us: int
+    level: str
+    msg: str
+    src: str
+    flags: int
+    received_at: int
+
+
 @dataclass(frozen=True, slots=True)
 class Batch:
     """A formed batch: its seq and its bytes, which never change."""
@@ -48,6 +63,8 @@ class Batch:
     late: bool
     created_us: int
     oldest_us: int
+    #: Device log records in the batch.
+    logs: int = 0
 
 
 def encode_batch(
@@ -57,6 +74,7 @@ def encode_batch(
     late: bool,
     rows: Sequence[PendingRow],
     compression: Compression = "none",
+    logs: Sequence[PendingLog] = (),
 ) -> bytes:
     """Encode readings as a batch envelope, one series per (dev, metric, unit).
 
@@ -67,6 +85,9 @@ def encode_batch(
         late: whether the batch is backlog.
         rows: the readings, in the order they were buffered.
         compression: the body compression.
+        logs: device log records, in the order they were buffered; the
+            ``logs`` member is left out when there are none, so that a batch
+            of readings is encoded exactly as before logs existed.
 
     Returns:
         The payload exactly as it is published.
@@ -91,7 +112,23 @@ def encode_batch(
             for (dev, metric, unit), (ts, values, flags) in series.items()
         ],
     }
+    if logs:
+        doc["logs"] = [_log_doc(r) for r in logs]
     return codec.compress(orjson.dumps(doc), compression)
+
+
+def _log_doc(row: PendingLog) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "dev": row.dev,
+        "ts": row.ts_us,
+        "level": row.level,
+        "msg": row.msg,
+    }
+    if row.src:
+        doc["src"] = row.src
+    if row.flags:
+        doc["flags"] = row.flags
+    return doc
 
 
 def _series_doc(
@@ -116,9 +153,9 @@ def _series_doc(
 
 
 def fit_batch(
-    rows: Sequence[PendingRow],
+    rows: Sequence[T],
     max_bytes: int,
-    encode: Callable[[Sequence[PendingRow]], bytes],
+    encode: Callable[[Sequence[T]], bytes],
 ) -> tuple[int, bytes]:
     """Find how many of the first ``rows`` fit in one payload of ``max_bytes``.
 

@@ -1,8 +1,11 @@
 """The disk buffer: every reading is here before anything else happens to it.
 
-One SQLite file in WAL mode holds four tables:
+One SQLite file in WAL mode holds five tables:
 
 - ``pending``: readings not yet in a batch, in arrival order.
+- ``pending_logs``: device log records not yet in a batch, with the same
+  guarantees as readings: on disk before the local PUBACK, sealed into the
+  same batches (their ``logs`` member), deleted only with their acked batch.
 - ``batches``: formed batches, their payload exactly as sent, until the hub's
   ack covers their seq (a broker PUBACK is not enough, README "Delivery guarantees").
 - ``meta``: the next seq (persisted, so that a seq is never reused, even once
@@ -38,11 +41,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from edge_agent.batcher import Batch, PendingRow, encode_batch, fit_batch
+from edge_agent.batcher import Batch, PendingLog, PendingRow, encode_batch, fit_batch
 from edge_agent.const import DROP_BUFFER_FULL, INBOX_KEEP, ROW_OVERHEAD_BYTES
 from edge_agent.errors import BufferOpenError, BufferWriteError
 from protocol import codec
 from protocol.codec import Compression
+from protocol.logs import LogRecord
 from protocol.models import BufferState
 from protocol.readings import Reading
 from protocol.validate import now_us
@@ -83,7 +87,32 @@ CREATE TABLE IF NOT EXISTS inbox (
     digest BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS inbox_key ON inbox (digest, mid);
+CREATE TABLE IF NOT EXISTS pending_logs (
+    id INTEGER PRIMARY KEY,
+    dev TEXT NOT NULL,
+    ts_us INTEGER NOT NULL,
+    level TEXT NOT NULL,
+    msg TEXT NOT NULL,
+    src TEXT NOT NULL,
+    flags INTEGER NOT NULL,
+    received_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pending_logs_received ON pending_logs (received_at);
 """
+# Log records came after schema 1 was released: a buffer from before gets the
+# table above and this column, additive changes that leave the schema at 1
+# (an older agent opening the file ignores both).
+_ADD_BATCH_LOGS = "ALTER TABLE batches ADD COLUMN logs INTEGER NOT NULL DEFAULT 0"
+_INSERT_LOG = (
+    "INSERT INTO pending_logs (dev, ts_us, level, msg, src, flags, received_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_SELECT_LOGS = (
+    "SELECT id, dev, ts_us, level, msg, src, flags, received_at FROM pending_logs"
+)
+#: Reasons a log record is dropped (meta counters ``dropped:*``).
+DROP_LOG_BUFFER_FULL = "log_buffer_full"
+DROP_OVERSIZED_LOG = "oversized_log"
 _INSERT_PENDING = (
     "INSERT INTO pending (dev, metric, unit, ts_us, value, flags, received_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -130,8 +159,10 @@ class _Totals:
     """Running totals, restored when a transaction rolls back."""
 
     pending: int = 0
+    pending_logs: int = 0
     batches: int = 0
     batch_readings: int = 0
+    batch_logs: int = 0
     bytes: int = 0
     next_seq: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
@@ -215,6 +246,9 @@ class Buffer:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(batches)")}
+            if "logs" not in columns:
+                db.execute(_ADD_BATCH_LOGS)
             self._claim()
 
     def _claim(self) -> None:
@@ -251,10 +285,17 @@ class Buffer:
             " + length(CAST(metric AS BLOB)) + length(CAST(unit AS BLOB))), 0)"
             " FROM pending"
         ).fetchone()
-        t.batches, t.batch_readings, batch_bytes = db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(n), 0), COALESCE(SUM(bytes), 0) FROM batches"
+        t.pending_logs, log_text = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(length(CAST(dev AS BLOB))"
+            " + length(CAST(level AS BLOB)) + length(CAST(msg AS BLOB))"
+            " + length(CAST(src AS BLOB))), 0) FROM pending_logs"
         ).fetchone()
-        t.bytes = text + ROW_OVERHEAD_BYTES * (t.pending + t.batches) + batch_bytes
+        t.batches, t.batch_readings, batch_bytes, t.batch_logs = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(n), 0), COALESCE(SUM(bytes), 0),"
+            " COALESCE(SUM(logs), 0) FROM batches"
+        ).fetchone()
+        rows = t.pending + t.pending_logs + t.batches
+        t.bytes = text + log_text + ROW_OVERHEAD_BYTES * rows + batch_bytes
         for key, value in db.execute("SELECT key, value FROM meta"):
             kind, _, reason = key.partition(":")
             if key == "next_seq":
@@ -338,7 +379,10 @@ class Buffer:
         return cost
 
     def add(
-        self, readings: Sequence[Reading], received_us: int | None = None
+        self,
+        readings: Sequence[Reading],
+        received_us: int | None = None,
+        logs: Sequence[LogRecord] = (),
     ) -> AddResult:
         """Buffer validated readings, applying the size bound and its policy.
 
@@ -346,9 +390,12 @@ class Buffer:
             readings: readings that passed validation (finite values, valid
                 ids); the buffer stores them as they are.
             received_us: when they arrived, epoch µs; now when None.
+            logs: device log records that passed validation, buffered in the
+                same transaction (refused or dropped ones are counted under
+                ``log_buffer_full``, not in the result).
 
         Returns:
-            How many were kept, refused and dropped to make room.
+            How many readings were kept, refused and dropped to make room.
 
         Raises:
             BufferWriteError: the write failed; nothing was kept.
@@ -366,7 +413,9 @@ class Buffer:
             self._t.pending += taken
             self._t.bytes += used
             refused = len(readings) - taken
-            dropped_old, seqs = (0, ()) if refused else self._make_room()
+            refused_logs = self._add_logs(logs, at) if logs else 0
+            full = refused or refused_logs
+            dropped_old, seqs = (0, ()) if full else self._make_room()
             self._count_dropped(refused + dropped_old)
         if refused or dropped_old:
             _LOGGER.warning(
@@ -377,6 +426,35 @@ class Buffer:
                 dropped_old,
             )
         return AddResult(taken, refused, dropped_old, seqs)
+
+    def _log_cost(self, dev: str, level: str, msg: str, src: str) -> int:
+        text = len(dev.encode()) + len(level) + len(msg.encode()) + len(src.encode())
+        return text + ROW_OVERHEAD_BYTES
+
+    def _add_logs(self, logs: Sequence[LogRecord], at: int) -> int:
+        """Insert log records (``drop_newest``: those that fit); return refused."""
+        costs = [self._log_cost(r.device, r.level, r.message, r.source) for r in logs]
+        taken = len(logs)
+        if self.full_policy == "drop_newest":
+            room, used = self.max_bytes - self._t.bytes, 0
+            for i, cost in enumerate(costs):
+                if used + cost > room:
+                    taken = i
+                    break
+                used += cost
+        self._db.executemany(
+            _INSERT_LOG,
+            (
+                (r.device, r.ts_us, r.level, r.message, r.source, r.flags, at)
+                for r in logs[:taken]
+            ),
+        )
+        self._t.pending_logs += taken
+        self._t.bytes += sum(costs[:taken])
+        refused = len(logs) - taken
+        if refused:
+            self._bump("dropped", DROP_LOG_BUFFER_FULL, refused)
+        return refused
 
     def _admit(self, readings: Sequence[Reading]) -> tuple[int, int]:
         """How many readings to insert and the bytes they add."""
@@ -414,18 +492,46 @@ class Buffer:
             self._t.pending -= n
             self._t.bytes -= freed
             dropped += n
+        self._drop_old_logs()
         seqs: list[int] = []
         while self._t.bytes > self.max_bytes and self._t.batches:
-            seq, n, size = self._db.execute(
-                "SELECT seq, n, bytes FROM batches ORDER BY seq LIMIT 1"
+            seq, n, size, logs = self._db.execute(
+                "SELECT seq, n, bytes, logs FROM batches ORDER BY seq LIMIT 1"
             ).fetchone()
             self._db.execute("DELETE FROM batches WHERE seq = ?", (seq,))
             self._t.batches -= 1
             self._t.batch_readings -= n
+            self._t.batch_logs -= logs
             self._t.bytes -= size + ROW_OVERHEAD_BYTES
             dropped += n
             seqs.append(seq)
+            if logs:
+                self._bump("dropped", DROP_LOG_BUFFER_FULL, logs)
         return dropped, tuple(seqs)
+
+    def _drop_old_logs(self) -> None:
+        """Delete the oldest pending log records while over the bound."""
+        dropped = 0
+        while self._t.bytes > self.max_bytes and self._t.pending_logs:
+            rows = self._db.execute(
+                "SELECT id, dev, level, msg, src FROM pending_logs ORDER BY id LIMIT ?",
+                (_DROP_CHUNK,),
+            ).fetchall()
+            excess = self._t.bytes - self.max_bytes
+            freed = n = 0
+            last = rows[-1][0]
+            for row_id, dev, level, msg, src in rows:
+                freed += self._log_cost(dev, level, msg, src)
+                n += 1
+                if freed >= excess:
+                    last = row_id
+                    break
+            self._db.execute("DELETE FROM pending_logs WHERE id <= ?", (last,))
+            self._t.pending_logs -= n
+            self._t.bytes -= freed
+            dropped += n
+        if dropped:
+            self._bump("dropped", DROP_LOG_BUFFER_FULL, dropped)
 
     def _count_dropped(self, n: int) -> None:
         if n:
@@ -488,17 +594,20 @@ class Buffer:
     def form_batch(
         self, *, late: bool, cutoff_us: int, max_readings: int, max_bytes: int
     ) -> Batch | None:
-        """Take pending readings into a new batch, in one transaction.
+        """Take pending readings and log records into a new batch, in one transaction.
 
         Live batches take the oldest readings received at or after
-        ``cutoff_us``, late ones the oldest received before it. The batch gets
-        the next persisted seq, its payload is encoded once and stored, and the
-        readings taken leave ``pending``.
+        ``cutoff_us``, late ones the oldest received before it; log records
+        likewise, in the room the readings leave and in at least a quarter
+        of ``max_readings`` (so that neither starves the other), ahead of
+        the readings when the bytes run out. The batch gets the next persisted
+        seq, its payload is encoded once and stored, and what it took
+        leaves ``pending`` and ``pending_logs``.
 
         Args:
             late: form a backlog batch (``late=true`` in the envelope).
             cutoff_us: the receive time dividing live from backlog, epoch µs.
-            max_readings: readings in the batch at most.
+            max_readings: readings and log records in the batch at most.
             max_bytes: bytes of the payload at most.
 
         Returns:
@@ -516,32 +625,62 @@ class Buffer:
                     (cutoff_us, max_readings),
                 )
             ]
-            if not rows:
+            logs = self._select_logs(where, cutoff_us, max_readings, len(rows))
+            # A prefix: the id range of what is taken is still exact.
+            rows = rows[: max_readings - len(logs)]
+            if not rows and not logs:
                 return None
             seq, sent = self._t.next_seq, self._clock()
+            items: list[PendingLog | PendingRow] = [*logs, *rows]
             n, payload = fit_batch(
-                rows,
+                items,
                 max_bytes,
                 lambda part: encode_batch(
-                    self.gateway_id, seq, sent, late, part, self.compression
+                    self.gateway_id,
+                    seq,
+                    sent,
+                    late,
+                    [r for r in part if isinstance(r, PendingRow)],
+                    self.compression,
+                    [r for r in part if isinstance(r, PendingLog)],
                 ),
             )
             if n == 0:
-                self._drop_unfit(rows[0])
+                self._drop_unfit(items[0])
                 return None
-            taken = rows[:n]
-            oldest = min(r.received_at for r in taken)
-            batch = Batch(seq, payload, n, late, sent, oldest)
-            self._store_batch(batch, taken, where, cutoff_us)
+            taken_logs = logs[:n]
+            taken = rows[: max(0, n - len(logs))]
+            oldest = min(r.received_at for r in items[:n])
+            batch = Batch(seq, payload, len(taken), late, sent, oldest, len(taken_logs))
+            self._store_batch(batch, taken, taken_logs, where, cutoff_us)
         return batch
 
+    def _select_logs(
+        self, where: str, cutoff_us: int, max_items: int, readings: int
+    ) -> list[PendingLog]:
+        if not self._t.pending_logs:
+            return []
+        # The room the readings leave, and at least a quarter of the batch.
+        limit = max(max_items - readings, max_items // 4, 1)
+        return [
+            PendingLog(*row)
+            for row in self._db.execute(
+                f"{_SELECT_LOGS} WHERE {where} ORDER BY id LIMIT ?", (cutoff_us, limit)
+            )
+        ]
+
     def _store_batch(
-        self, batch: Batch, taken: Sequence[PendingRow], where: str, cutoff_us: int
+        self,
+        batch: Batch,
+        taken: Sequence[PendingRow],
+        taken_logs: Sequence[PendingLog],
+        where: str,
+        cutoff_us: int,
     ) -> None:
         db = self._db
         db.execute(
             "INSERT INTO batches (seq, payload, n, bytes, late, created_at,"
-            " oldest_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " oldest_at, logs) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 batch.seq,
                 batch.payload,
@@ -550,24 +689,43 @@ class Buffer:
                 int(batch.late),
                 batch.created_us,
                 batch.oldest_us,
+                batch.logs,
             ),
         )
         # The taken rows are the first n by id among those matching ``where``,
         # so the same condition over their id range deletes exactly them.
-        db.execute(
-            f"DELETE FROM pending WHERE id BETWEEN ? AND ? AND {where}",
-            (taken[0].id, taken[-1].id, cutoff_us),
-        )
+        if taken:
+            db.execute(
+                f"DELETE FROM pending WHERE id BETWEEN ? AND ? AND {where}",
+                (taken[0].id, taken[-1].id, cutoff_us),
+            )
+        if taken_logs:
+            db.execute(
+                f"DELETE FROM pending_logs WHERE id BETWEEN ? AND ? AND {where}",
+                (taken_logs[0].id, taken_logs[-1].id, cutoff_us),
+            )
         db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (batch.seq + 1,))
         t = self._t
         t.next_seq = batch.seq + 1
         t.pending -= len(taken)
         t.bytes -= sum(self._cost(r.dev, r.metric, r.unit) for r in taken)
+        t.pending_logs -= len(taken_logs)
+        t.bytes -= sum(self._log_cost(r.dev, r.level, r.msg, r.src) for r in taken_logs)
         t.batches += 1
         t.batch_readings += batch.readings
+        t.batch_logs += batch.logs
         t.bytes += len(batch.payload) + ROW_OVERHEAD_BYTES
 
-    def _drop_unfit(self, row: PendingRow) -> None:
+    def _drop_unfit(self, row: PendingRow | PendingLog) -> None:
+        if isinstance(row, PendingLog):
+            _LOGGER.warning(
+                "log record dropped, too large for any batch dev=%r", row.dev
+            )
+            self._db.execute("DELETE FROM pending_logs WHERE id = ?", (row.id,))
+            self._t.pending_logs -= 1
+            self._t.bytes -= self._log_cost(row.dev, row.level, row.msg, row.src)
+            self._bump("dropped", DROP_OVERSIZED_LOG, 1)
+            return
         _LOGGER.warning(
             "reading dropped, too large for any batch dev=%r metric=%r",
             row.dev,
@@ -591,7 +749,7 @@ class Buffer:
         with self._tx():
             for lo, hi in ranges:
                 rows = self._db.execute(
-                    "SELECT seq, n, bytes FROM batches WHERE seq BETWEEN ? AND ?",
+                    "SELECT seq, n, bytes, logs FROM batches WHERE seq BETWEEN ? AND ?",
                     (lo, hi),
                 ).fetchall()
                 if not rows:
@@ -599,12 +757,13 @@ class Buffer:
                 self._db.execute(
                     "DELETE FROM batches WHERE seq BETWEEN ? AND ?", (lo, hi)
                 )
-                for seq, n, size in rows:
+                for seq, n, size, _ in rows:
                     seqs.append(seq)
                     readings += n
                     self._t.bytes -= size + ROW_OVERHEAD_BYTES
                 self._t.batches -= len(rows)
                 self._t.batch_readings -= sum(r[1] for r in rows)
+                self._t.batch_logs -= sum(r[3] for r in rows)
             if seqs:
                 self._db.execute(_BUMP_META, ("acked_batches", len(seqs)))
                 self._db.execute(_BUMP_META, ("acked_readings", readings))
@@ -628,10 +787,10 @@ class Buffer:
     def unacked(self, limit: int = 1_000_000) -> list[Batch]:
         """Batches not yet acked: live ones first, each kind by seq."""
         return [
-            Batch(seq, payload, n, bool(late), created, oldest)
-            for seq, payload, n, late, created, oldest in self._db.execute(
-                "SELECT seq, payload, n, late, created_at, oldest_at FROM batches"
-                " ORDER BY late, seq LIMIT ?",
+            Batch(seq, payload, n, bool(late), created, oldest, logs)
+            for seq, payload, n, late, created, oldest, logs in self._db.execute(
+                "SELECT seq, payload, n, late, created_at, oldest_at, logs"
+                " FROM batches ORDER BY late, seq LIMIT ?",
                 (limit,),
             )
         ]
@@ -639,27 +798,43 @@ class Buffer:
     # -- reading the state -------------------------------------------------
 
     def oldest_pending(self, since_us: int | None = None) -> int | None:
-        """The earliest receive time of a pending reading (at or after since_us)."""
+        """The earliest receive time of a pending reading or log record.
+
+        Only those received at or after ``since_us`` count, when it is given.
+        """
+        found = [self._oldest_in("pending", since_us)]
+        if self._t.pending_logs:
+            found.append(self._oldest_in("pending_logs", since_us))
+        known = [t for t in found if t is not None]
+        return min(known) if known else None
+
+    def _oldest_in(self, table: str, since_us: int | None) -> int | None:
         if since_us is None:
-            row = self._db.execute("SELECT MIN(received_at) FROM pending").fetchone()
+            row = self._db.execute(f"SELECT MIN(received_at) FROM {table}").fetchone()
         else:
             row = self._db.execute(
-                "SELECT MIN(received_at) FROM pending WHERE received_at >= ?",
+                f"SELECT MIN(received_at) FROM {table} WHERE received_at >= ?",
                 (since_us,),
             ).fetchone()
         return row[0] if row else None
 
     def count_pending(self, *, late: bool, cutoff_us: int, limit: int) -> int:
-        """Count pending readings received before (late) or since ``cutoff_us``.
+        """Count pending readings and logs received before (late) or since a cutoff.
 
         Counting stops at ``limit``, so that it stays cheap.
         """
         where = "received_at < ?" if late else "received_at >= ?"
-        row = self._db.execute(
-            f"SELECT COUNT(*) FROM (SELECT 1 FROM pending WHERE {where} LIMIT ?)",
-            (cutoff_us, limit),
-        ).fetchone()
-        return int(row[0])
+        n = 0
+        tables = ("pending", "pending_logs") if self._t.pending_logs else ("pending",)
+        for table in tables:
+            row = self._db.execute(
+                f"SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE {where} LIMIT ?)",
+                (cutoff_us, limit - n),
+            ).fetchone()
+            n += int(row[0])
+            if n >= limit:
+                break
+        return n
 
     def depth(self, late_cutoff_us: int | None = None) -> BufferState:
         """What the buffer holds: readings, batches, bytes and the oldest.
@@ -697,8 +872,18 @@ class Buffer:
 
     @property
     def pending(self) -> int:
-        """Readings not yet in a batch."""
-        return self._t.pending
+        """Readings and log records not yet in a batch."""
+        return self._t.pending + self._t.pending_logs
+
+    @property
+    def pending_logs(self) -> int:
+        """Log records not yet in a batch."""
+        return self._t.pending_logs
+
+    @property
+    def logs_held(self) -> int:
+        """Every buffered log record: pending ones and those in unacked batches."""
+        return self._t.pending_logs + self._t.batch_logs
 
     @property
     def readings_held(self) -> int:
@@ -756,3 +941,23 @@ class Buffer:
             for s in doc["series"]:
                 for ts, value in zip(s["ts"], s["values"], strict=True):
                     yield Reading(s["dev"], s["metric"], ts, value, s["unit"])
+
+    def logs(self) -> Iterator[LogRecord]:
+        """Every buffered log record: pending ones, then those of unacked batches.
+
+        Meant for tools and tests; batch payloads are decoded again.
+        """
+        for row in self._db.execute(f"{_SELECT_LOGS} ORDER BY id"):
+            r = PendingLog(*row)
+            yield LogRecord(r.dev, r.ts_us, r.level, r.msg, r.src, r.flags)
+        for batch in self.unacked():
+            doc = codec.read_payload(batch.payload)
+            for d in doc.get("logs") or ():
+                yield LogRecord(
+                    d["dev"],
+                    d["ts"],
+                    d["level"],
+                    d["msg"],
+                    d.get("src", ""),
+                    d.get("flags", 0),
+                )

@@ -169,6 +169,7 @@ def _run_with_stream(agent: EdgeAgent, stream: BinaryIO, name: str) -> None:
                 max_future_skew_s=agent.settings.max_future_skew_s,
                 name=name,
                 stop=lambda: not agent.running,
+                log_sink=agent.submit_logs,
             )
         except AgentStoppedError:
             _LOGGER.info("input stopped with the agent stream=%s", name)
@@ -176,7 +177,10 @@ def _run_with_stream(agent: EdgeAgent, stream: BinaryIO, name: str) -> None:
             ended.set()
 
     def drained() -> bool:
-        return ended.is_set() and agent.stats.readings == 0
+        # Log records too: pending ones count in ``pending``, sent ones in
+        # ``batches`` until acked.
+        s = agent.stats
+        return ended.is_set() and s.readings == 0 and s.pending == 0 and not s.batches
 
     reader = threading.Thread(target=feed, name=f"edge-input-{name}", daemon=True)
     agent.start()

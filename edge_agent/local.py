@@ -7,7 +7,10 @@ the local broker keeps what the sensors publish, and a message the agent took
 but had not committed is redelivered (README, "Delivery guarantees").
 
 Each message goes through the adapter of the first input whose filter matches
-its topic (:mod:`protocol.adapters`). The adapter's ``source`` is the device
+its topic (:mod:`protocol.adapters`). Device log records come on their own
+topic, ``sf/v1/dev/{dev}/up/log`` (always subscribed): a record object, a
+list of them, ``{"log": {...}}`` or ``{"logs": [...]}``, checked by
+:mod:`protocol.logs` with the topic's device. The adapter's ``source`` is the device
 id when it is a valid id; otherwise the message's readings are rejected as
 ``bad_device_id``. Rejects are counted, and logged at WARNING at most once per
 reason and interval.
@@ -28,9 +31,12 @@ from edge_agent.client import Backoff, Session
 from edge_agent.config import EdgeSettings
 from edge_agent.const import REJECT_ADAPTER_ERROR, WARNING_INTERVAL_S
 from edge_agent.validation import screen
+from protocol import codec
 from protocol.adapters.base import AdaptedMessage, Adapter
 from protocol.batch import Limits
 from protocol.const import RejectReason
+from protocol.errors import DecodeError
+from protocol.logs import LOCAL_LOG_FILTER, LogRecord, decode_logs, device_of_log_topic
 from protocol.ratelimit import WarningLimiter
 from protocol.readings import Reading
 from protocol.topics import is_valid_id, matches
@@ -57,6 +63,7 @@ class LocalMessage:
         received_us: when it arrived, epoch µs.
         readings: its good readings.
         rejects: its rejects counted by reason.
+        logs: its good device log records (a device's log topic).
     """
 
     topic: str
@@ -67,6 +74,7 @@ class LocalMessage:
     received_us: int
     readings: tuple[Reading, ...] = ()
     rejects: Counter[str] = field(default_factory=Counter)
+    logs: tuple[LogRecord, ...] = ()
 
 
 def message_digest(topic: str, payload: bytes) -> bytes:
@@ -151,7 +159,10 @@ class LocalInput:
     def _on_connected(self, session_present: bool) -> None:
         # Subscribing again on a present session is harmless, and needed when
         # the broker lost it (a restart without persistence).
-        self.session.client.subscribe([(f, _QOS) for f, _ in self._inputs])
+        filters = [f for f, _ in self._inputs]
+        if LOCAL_LOG_FILTER not in filters:
+            filters.append(LOCAL_LOG_FILTER)
+        self.session.client.subscribe([(f, _QOS) for f in filters])
 
     def _on_message(
         self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage
@@ -174,7 +185,13 @@ class LocalInput:
         received = now_us()
         readings: list[Reading] = []
         rejects: Counter[str] = Counter()
+        logs: list[LogRecord] = []
+        log_device = device_of_log_topic(topic)
         adapter = next((a for f, a in self._inputs if matches(f, topic)), None)
+        if log_device is not None:
+            # A device's log topic is never an adapter's, whatever the filters.
+            adapter = None
+            logs, rejects = self._logs(topic, payload, log_device, received)
         if adapter is None:
             _LOGGER.debug("no input matches topic=%s", topic)
         else:
@@ -197,7 +214,51 @@ class LocalInput:
             received,
             tuple(readings),
             rejects,
+            tuple(logs),
         )
+
+    def _logs(
+        self, topic: str, payload: bytes, device: str, received: int
+    ) -> tuple[list[LogRecord], Counter[str]]:
+        rejects: Counter[str] = Counter()
+        if not payload:  # a retained clear
+            return [], rejects
+        try:
+            doc = codec.read_payload(
+                payload,
+                max_bytes=self._limits.max_payload_bytes,
+                max_inflated=self._limits.max_inflated_bytes,
+            )
+        except DecodeError as exc:
+            rejects[exc.reason.value] += 1
+            self._warnings.warn(
+                f"reject:{exc.reason.value}",
+                "log message rejected topic=%s reason=%s detail=%.80s",
+                topic,
+                exc.reason.value,
+                exc.detail,
+            )
+            return [], rejects
+        if isinstance(doc, dict) and isinstance(doc.get("logs"), list):
+            raw: Any = doc["logs"]
+        elif isinstance(doc, dict) and isinstance(doc.get("log"), dict):
+            raw = [doc["log"]]
+        else:
+            raw = doc if isinstance(doc, list) else [doc]
+        decoded = decode_logs(
+            raw, received, self._skew, device=device, stamp_missing=True
+        )
+        for r in decoded.rejects:
+            rejects[r.reason.value] += 1
+            self._warnings.warn(
+                f"reject:{r.reason.value}",
+                "log record rejected topic=%s reason=%s field=%s detail=%.80s",
+                topic,
+                r.reason.value,
+                r.field,
+                r.detail,
+            )
+        return decoded.records, rejects
 
     def _resolve(
         self, topic: str, adapted: AdaptedMessage, received: int

@@ -7,6 +7,11 @@ to 1,000 readings, or sooner when the stream pauses, and each group is on
 disk before the next line is read, which paces a fast file to the buffer.
 A bad line is a counted reject, logged at WARNING at most once per reason and
 interval, and the lines after it are read as usual.
+
+With a ``log_sink``, a line may also be a device log record,
+``{"dev": .., "ts": .., "level": "error", "msg": .., "src": ..}`` (a line
+with ``level`` and no ``metric``) or ``{"log": {...}}``, checked by
+:mod:`protocol.logs`; a record without ``ts`` is stamped on receipt.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from edge_agent.validation import reading_from_line
 from protocol import codec
 from protocol.const import RejectReason
 from protocol.errors import DecodeError
+from protocol.logs import LogRecord, parse_log
 from protocol.ratelimit import WarningLimiter
 from protocol.readings import Reading
 from protocol.validate import now_us
@@ -45,15 +51,18 @@ TOO_LONG = b"\x00too long"
 
 #: Buffers checked readings with their rejects (``EdgeAgent.submit_checked``).
 Sink = Callable[[list[Reading], Counter[str]], object]
+#: Buffers checked log records (``EdgeAgent.submit_logs``).
+LogSink = Callable[[list[LogRecord]], object]
 
 
 @dataclass(frozen=True, slots=True)
 class LinesRead:
-    """What a stream held: lines, readings taken and rejects by reason."""
+    """What a stream held: lines, readings and logs taken, rejects by reason."""
 
     lines: int
     readings: int
     rejects: dict[str, int]
+    logs: int = 0
 
 
 def read_lines(
@@ -63,6 +72,7 @@ def read_lines(
     max_future_skew_s: float,
     name: str = "stdin",
     stop: Callable[[], bool] = lambda: False,
+    log_sink: LogSink | None = None,
 ) -> LinesRead:
     """Read JSON lines until the end of ``stream`` and buffer their readings.
 
@@ -72,6 +82,8 @@ def read_lines(
         max_future_skew_s: timestamps further ahead are rejected.
         name: the stream's name in logs.
         stop: checked between reads; reading ends early when it is true.
+        log_sink: buffers each group's log records; None: no line is read
+            as a log record.
 
     Returns:
         The counts of lines, readings and rejects.
@@ -81,7 +93,8 @@ def read_lines(
         BufferWriteError: a group could not be committed.
     """
     reader = _LineReader(stream)
-    group = _Group(sink, name)
+    group = _Group(sink, name, log_sink)
+    logs = log_sink is not None
     while not stop():
         line = reader.next_line()
         if line is None:  # no whole line buffered: submit if quiet, then read
@@ -92,29 +105,33 @@ def read_lines(
             continue
         group.lines += 1
         if line.strip():
-            group.take(_parse(line, max_future_skew_s))
+            group.take(_parse(line, max_future_skew_s, logs))
     tail = reader.rest()
     if tail.strip():
         group.lines += 1
-        group.take(_parse(tail, max_future_skew_s))
+        group.take(_parse(tail, max_future_skew_s, logs))
     group.submit()
     _LOGGER.info(
-        "stream read stream=%s lines=%d readings=%d rejects=%d",
+        "stream read stream=%s lines=%d readings=%d rejects=%d logs=%d",
         name,
         group.lines,
         group.readings,
         sum(group.total.values()),
+        group.logs_taken,
     )
-    return LinesRead(group.lines, group.readings, dict(group.total))
+    return LinesRead(group.lines, group.readings, dict(group.total), group.logs_taken)
 
 
 class _Group:
     """Readings and rejects waiting to be submitted together."""
 
-    def __init__(self, sink: Sink, name: str) -> None:
+    def __init__(self, sink: Sink, name: str, log_sink: LogSink | None) -> None:
         self.sink = sink
+        self.log_sink = log_sink
         self.name = name
         self.good: list[Reading] = []
+        self.logs: list[LogRecord] = []
+        self.logs_taken = 0
         self.rejects: Counter[str] = Counter()
         self.total: Counter[str] = Counter()
         self.lines = self.readings = 0
@@ -123,9 +140,9 @@ class _Group:
 
     @property
     def waiting(self) -> bool:
-        return bool(self.good or self.rejects)
+        return bool(self.good or self.rejects or self.logs)
 
-    def take(self, parsed: Reading | DecodeError | None) -> None:
+    def take(self, parsed: Reading | LogRecord | DecodeError | None) -> None:
         if not self.waiting:
             self.since = time.monotonic()
         if isinstance(parsed, DecodeError):
@@ -140,18 +157,24 @@ class _Group:
                 parsed.field,
                 parsed.detail,
             )
+        elif isinstance(parsed, LogRecord):
+            self.logs.append(parsed)
         elif parsed is not None:
             self.good.append(parsed)
-        if len(self.good) >= LINES_GROUP:
+        if len(self.good) + len(self.logs) >= LINES_GROUP:
             self.submit()
 
     def submit(self) -> None:
         if not self.waiting:
             return
-        self.sink(self.good, self.rejects)
+        if self.logs and self.log_sink is not None:
+            self.log_sink(self.logs)
+            self.logs_taken += len(self.logs)
+        if self.good or self.rejects:
+            self.sink(self.good, self.rejects)
         self.readings += len(self.good)
         self.total.update(self.rejects)
-        self.good, self.rejects = [], Counter()
+        self.good, self.rejects, self.logs = [], Counter(), []
 
 
 class _LineReader:
@@ -219,7 +242,9 @@ class _LineReader:
         return rest
 
 
-def _parse(raw: bytes, max_future_skew_s: float) -> Reading | DecodeError | None:
+def _parse(
+    raw: bytes, max_future_skew_s: float, logs: bool = False
+) -> Reading | LogRecord | DecodeError | None:
     if raw is TOO_LONG:
         return DecodeError(
             RejectReason.PAYLOAD_TOO_LARGE, "", f"line over {MAX_LINE_BYTES} bytes"
@@ -228,4 +253,16 @@ def _parse(raw: bytes, max_future_skew_s: float) -> Reading | DecodeError | None
         doc = codec.read_payload(raw.strip())
     except DecodeError as exc:
         return exc
+    if logs and isinstance(doc, dict) and _is_log(doc):
+        record = doc["log"] if isinstance(doc.get("log"), dict) else doc
+        try:
+            return parse_log(
+                record, now_us(), max_future_skew_s, "log", stamp_missing=True
+            )[0]
+        except DecodeError as exc:
+            return exc
     return reading_from_line(doc, now_us(), max_future_skew_s)
+
+
+def _is_log(doc: dict[str, object]) -> bool:
+    return isinstance(doc.get("log"), dict) or ("level" in doc and "metric" not in doc)

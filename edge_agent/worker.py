@@ -47,6 +47,7 @@ from edge_agent.inflight import InflightWindow
 from edge_agent.local import LocalInput, LocalMessage
 from edge_agent.state import state_payload
 from edge_agent.uplink import Uplink
+from protocol.logs import LogRecord
 from protocol.models import BatchAck
 from protocol.ratelimit import WarningLimiter
 from protocol.readings import Reading
@@ -72,6 +73,8 @@ class Submission:
     rejects: Counter[str]
     received_us: int
     future: Future[AddResult] = field(default_factory=Future)
+    #: Device log records, buffered with the readings in one transaction.
+    logs: Sequence[LogRecord] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,7 +395,7 @@ class Worker(threading.Thread):
                 return None
             buf.remember_message(item.mid, item.digest)
         buf.count_rejects(item.rejects)
-        return buf.add(item.readings, item.received_us)
+        return buf.add(item.readings, item.received_us, item.logs)
 
     def _committed(
         self,
@@ -653,5 +656,5 @@ class Worker(threading.Thread):
 
 def _readings_in(item: _Item) -> int:
     if isinstance(item, Submission | LocalMessage):
-        return len(item.readings)
+        return len(item.readings) + len(item.logs)
     return 0

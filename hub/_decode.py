@@ -107,6 +107,7 @@ class MessageDecoder:
             return Decoded(dead_letter=self.dead_letter(msg, exc))
         devices = {b.device for b in batch.blocks}
         devices |= {r.device for r in batch.rejects if topics.is_valid_id(r.device)}
+        devices |= {r.device for r in batch.logs}
         item = IngestItem(
             gateway=batch.gw,
             seq=batch.seq,
@@ -115,6 +116,7 @@ class MessageDecoder:
             rejects=batch.rejects,
             notices=batch.notices,
             devices=devices,
+            logs=batch.logs,
         )
         self.warn_rejects(msg, item.rejects)
         return Decoded(item=item)

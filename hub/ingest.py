@@ -307,7 +307,9 @@ class IngestPipeline:
         decoded: Decoded = self._decoder.decode(msg)
         if decoded.item is not None:
             group.items.append(decoded.item)
+            # Log records weigh on a transaction like readings.
             group.readings += sum(len(b) for b in decoded.item.blocks)
+            group.readings += len(decoded.item.logs)
         if decoded.dead_letter is not None:
             group.dead_letters.append(decoded.dead_letter)
         if decoded.state is not None:

@@ -3,11 +3,13 @@
 from protocol.batch import DecodedBatch, Limits, decode_batch
 from protocol.const import PROTOCOL_VERSION, Notice, RejectReason
 from protocol.errors import DecodeError, ProtocolError, TopicError
+from protocol.logs import LogRecord, decode_logs
 from protocol.models import (
     BatchAck,
     BatchEnvelope,
     DownlinkMessage,
     GatewayState,
+    LogEntry,
     SeriesColumns,
 )
 from protocol.readings import Reading, Reject, SeriesBlock
@@ -21,6 +23,8 @@ __all__ = [
     "DownlinkMessage",
     "GatewayState",
     "Limits",
+    "LogEntry",
+    "LogRecord",
     "Notice",
     "ProtocolError",
     "Reading",
@@ -30,4 +34,5 @@ __all__ = [
     "SeriesColumns",
     "TopicError",
     "decode_batch",
+    "decode_logs",
 ]

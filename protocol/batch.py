@@ -27,6 +27,7 @@ from protocol.const import (
     RejectReason,
 )
 from protocol.errors import DecodeError
+from protocol.logs import LogRecord, decode_logs
 from protocol.models import GatewayId, SeriesColumns
 from protocol.readings import Reject, SeriesBlock
 from protocol.validate import apply_time_policy, parse_timestamp, parse_value
@@ -52,6 +53,8 @@ class DecodedBatch:
     blocks: list[SeriesBlock] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     notices: Counter[str] = field(default_factory=Counter)
+    #: The good records of the optional ``logs`` member (protocol/logs.py).
+    logs: list[LogRecord] = field(default_factory=list)
 
     @property
     def accepted(self) -> int:
@@ -68,6 +71,7 @@ class _Header(BaseModel):
     sent: int
     late: bool = False
     series: list[Any]
+    logs: Any = None
 
 
 def decode_batch(
@@ -85,7 +89,8 @@ def decode_batch(
         topic_gw: the gateway id taken from the topic; the envelope must agree.
 
     Returns:
-        The batch with its good readings grouped by series and its rejects.
+        The batch with its good readings grouped by series, its good log
+        records (the optional ``logs`` member) and its rejects.
 
     Raises:
         DecodeError: the payload or the envelope header is unreadable; nothing
@@ -107,6 +112,13 @@ def decode_batch(
     base_flags = FLAG_LATE if header.late else 0
     for i, raw in enumerate(header.series):
         _decode_series(out, i, raw, received_us, limits, base_flags)
+    if header.logs is not None:
+        logs = decode_logs(
+            header.logs, received_us, limits.max_future_skew_s, base_flags
+        )
+        out.logs = logs.records
+        out.rejects.extend(logs.rejects)
+        out.notices.update(logs.notices)
     return out
 
 

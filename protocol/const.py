@@ -56,6 +56,9 @@ class RejectReason(StrEnum):
     NAIVE_TIMESTAMP = "naive_timestamp"
     FUTURE_TIMESTAMP = "future_timestamp"
     MISSING_TIMESTAMP = "missing_timestamp"
+    # Device log records (protocol/logs.py).
+    BAD_LOG_LEVEL = "bad_log_level"
+    BAD_LOG_MESSAGE = "bad_log_message"
 
 
 class Notice(StrEnum):
@@ -66,3 +69,4 @@ class Notice(StrEnum):
     DUPLICATE_READING = "duplicate_reading"
     DUPLICATE_BATCH = "duplicate_batch"
     STATE_VALUE = "state_value"
+    LOG_TRUNCATED = "log_truncated"

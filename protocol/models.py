@@ -44,6 +44,21 @@ class SeriesColumns(_Wire):
     flags: list[int] | None = None
 
 
+class LogEntry(_Wire):
+    """One device log record in a batch (its checks: :mod:`protocol.logs`).
+
+    ``ts`` is epoch microseconds as the edge agent writes it; ``level`` one
+    of debug, info, warning, error, critical.
+    """
+
+    dev: DeviceId
+    ts: int
+    level: Literal["debug", "info", "warning", "error", "critical"]
+    msg: str = Field(max_length=1024)
+    src: str = ""
+    flags: int = 0
+
+
 class BatchEnvelope(_Wire):
     """A batch a gateway sends on ``sf/v1/gw/{gw}/up/batch``.
 
@@ -58,6 +73,8 @@ class BatchEnvelope(_Wire):
     sent: int = Field(description="send time, epoch microseconds")
     late: bool = False
     series: list[SeriesColumns]
+    #: Device log records; optional and additive (left out when there are none).
+    logs: list[LogEntry] | None = None
 
 
 class BufferState(_Wire):

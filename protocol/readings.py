@@ -25,7 +25,12 @@ class Reading:
 
 @dataclass(slots=True)
 class SeriesBlock:
-    """Validated readings of one series, as columns (what a store writes)."""
+    """Validated readings of one series, as columns (what a store writes).
+
+    ``kind`` says what the values are: ``reading`` for numeric readings, or
+    ``log`` for a device's log records seen as a series (their level numbers,
+    handed to the processors only; stores never write such a block).
+    """
 
     device: str
     metric: str
@@ -33,6 +38,7 @@ class SeriesBlock:
     ts_us: list[int] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
     flags: list[int] = field(default_factory=list)
+    kind: str = "reading"
 
     def __len__(self) -> int:
         return len(self.ts_us)

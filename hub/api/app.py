@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from hub import const
 from hub.api import alerts, audit, auth, errors, live, users
+from hub.api.logs import router as logs_router
 from hub.api.routes import router
 from hub.config import HubSettings
 from hub.metrics import IngestMetrics
@@ -53,6 +54,7 @@ def create_app(
     # The store is both a Store and an AuthStore (hub/storage/_*_auth.py).
     install_security(app, store, settings)  # type: ignore[arg-type]
     app.include_router(router)
+    app.include_router(logs_router)
     app.include_router(auth.router)
     app.include_router(users.router)
     app.include_router(audit.router)

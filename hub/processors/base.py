@@ -132,7 +132,13 @@ class SeriesBatch:
         if now_us is not None and horizon_us is not None:
             past |= ts < now_us - horizon_us
         return cls(
-            SeriesKey(block.device, block.metric), block.unit, ts, values, flags, past
+            SeriesKey(block.device, block.metric),
+            block.unit,
+            ts,
+            values,
+            flags,
+            past,
+            block.kind,
         )
 
     @classmethod

@@ -24,6 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hub.processors.base import READING_KIND
 
+#: The reading kind of device log series (hub.processors.logs.LOG_KIND).
+LOG_KIND = "log"
+
 
 class ProcessorRoute(BaseModel):
     """One processor and the series it reads."""
@@ -32,11 +35,12 @@ class ProcessorRoute(BaseModel):
 
     processor: str = Field(
         pattern=r"^[a-z0-9_]{1,64}$",
-        description="registry name: rollups, thresholds, quality, anomaly, or an "
-        "entry point of the group streamflow.processors",
+        description="registry name: rollups, thresholds, quality, anomaly, trend, "
+        "logs, or an entry point of the group streamflow.processors",
     )
     kinds: list[str] = Field(
-        default_factory=lambda: [READING_KIND], description="reading kinds"
+        default_factory=lambda: [READING_KIND],
+        description="reading kinds: reading, or log (device log records)",
     )
     metrics: list[str] = Field(
         default_factory=lambda: ["*"], description="metric glob patterns"
@@ -58,10 +62,15 @@ class ProcessorRoute(BaseModel):
 
 
 def _default_routes() -> list[ProcessorRoute]:
-    return [
+    # Trend is off by default: its rates are a site's choice (a route turns it
+    # on). The log processor reads only the log series, which carry no
+    # readings, so it costs nothing where no device sends logs.
+    routes = [
         ProcessorRoute(processor=name)
         for name in ("rollups", "thresholds", "quality", "anomaly")
     ]
+    routes.append(ProcessorRoute(processor="logs", kinds=[LOG_KIND]))
+    return routes
 
 
 class ProcessorsConfig(BaseModel):
@@ -72,7 +81,8 @@ class ProcessorsConfig(BaseModel):
     routes: list[ProcessorRoute] = Field(
         default_factory=_default_routes,
         description="processor and series of each route; by default rollups, "
-        "thresholds, quality and anomaly on every series",
+        "thresholds, quality and anomaly on every series, and logs on the "
+        "device log series",
     )
     late_horizon_s: float = Field(
         default=900.0,

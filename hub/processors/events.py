@@ -46,6 +46,8 @@ class EventKind(StrEnum):
     SPIKE = "spike"
     GAP = "gap"
     IMPOSSIBLE = "impossible"
+    TREND = "trend"
+    LOG_BURST = "log_burst"
 
 
 class EventState(StrEnum):
@@ -69,8 +71,8 @@ class Event(BaseModel):
 
     Attributes:
         kind: what was found; a valid topic level (``threshold``, ``anomaly``,
-            ``stuck``, ``spike``, ``gap``, ``impossible``, or a site
-            processor's own kind).
+            ``stuck``, ``spike``, ``gap``, ``impossible``, ``trend``,
+            ``log_burst``, or a site processor's own kind).
         state: raised, cleared or instant.
         device: the device of the series.
         metric: the metric of the series.

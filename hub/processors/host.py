@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, TypedDict
 from hub.processors.base import Context, Output, Processor, SeriesBatch
 from hub.processors.config import ProcessorsConfig
 from hub.processors.events import Event
+from hub.processors.logs import log_blocks
 from hub.processors.router import Router
 from protocol.ratelimit import WarningLimiter
 from protocol.readings import SeriesBlock
@@ -133,13 +134,15 @@ class ProcessorHost:
         Waits for room up to ``queue_wait_s``; then the write is left
         unprocessed, counted and logged, and ingest goes on.
         """
-        if not result.new:
+        if not result.new and not result.logs:
             return
+        # Device log records go on as one ``log`` series per device.
+        blocks = [*result.new, *log_blocks(result.logs)]
         if self._thread is None:
-            self.process(result.new)
+            self.process(blocks)
             return
         try:
-            self._queue.put(list(result.new), timeout=self.config.queue_wait_s)
+            self._queue.put(blocks, timeout=self.config.queue_wait_s)
         except queue.Full:
             with self._figures_lock:
                 self._dropped += 1

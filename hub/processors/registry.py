@@ -22,21 +22,27 @@ from pydantic import ValidationError
 from hub.processors.anomaly import AnomalyProcessor
 from hub.processors.base import Processor
 from hub.processors.errors import ProcessorConfigError, UnknownProcessor
+from hub.processors.logs import LogBurstProcessor
 from hub.processors.quality import QualityProcessor
 from hub.processors.rollups import RollupProcessor
 from hub.processors.thresholds import ThresholdProcessor
+from hub.processors.trend import TrendProcessor
 
 _LOGGER = logging.getLogger(__name__)
 
 #: The entry point group a site registers its processors under.
 ENTRY_POINT_GROUP: Final = "streamflow.processors"
 
-# TODO: trend (slope and change over a sliding window) and device logs
-# (counts by level, error bursts) are not built yet; the envelope has no log
-# kind to route them from either.
 BUILTIN: Final[dict[str, type[Processor]]] = {
     cls.name: cls
-    for cls in (RollupProcessor, ThresholdProcessor, QualityProcessor, AnomalyProcessor)
+    for cls in (
+        RollupProcessor,
+        ThresholdProcessor,
+        QualityProcessor,
+        AnomalyProcessor,
+        TrendProcessor,
+        LogBurstProcessor,
+    )
 }
 
 

@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from protocol.logs import LogRecord
 from protocol.models import GatewayState
 from protocol.readings import Reading, Reject, SeriesBlock
 
@@ -32,6 +33,8 @@ class IngestItem:
         devices: every device the message showed alive, even with no reading
             left (a broken sensor on a live device, case C01).
         received_us: when the hub received the message.
+        logs: the validated device log records (a batch's ``logs`` member);
+            counted in the same transaction as the batch key.
     """
 
     gateway: str | None
@@ -41,6 +44,7 @@ class IngestItem:
     rejects: list[Reject] = field(default_factory=list)
     notices: Counter[str] = field(default_factory=Counter)
     devices: set[str] = field(default_factory=set)
+    logs: list[LogRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +72,15 @@ class WriteResult:
         batches: every (gateway, seq) of the write that is now committed,
             whether new or seen before; the hub acks all of them.
         duplicate_batches: those among ``batches`` that had been stored before.
+        logs: the device log records counted for the first time (a resent
+            batch's are not), for the log processor.
     """
 
     new: list[SeriesBlock] = field(default_factory=list)
     duplicates: int = 0
     batches: list[tuple[str, int]] = field(default_factory=list)
     duplicate_batches: list[tuple[str, int]] = field(default_factory=list)
+    logs: list[LogRecord] = field(default_factory=list)
 
     @property
     def inserted(self) -> int:
@@ -322,6 +329,25 @@ class Store(Protocol):
         """Events with reading times in ``[from_us, to_us)``, oldest first."""
         ...
 
+    # Device logs (hub/storage/_*_logs.py): per-minute counts by level, kept
+    # in Store.write's transaction, and the last records of each device.
+
+    def log_counts(
+        self, device: str, from_us: int, to_us: int, bucket_s: int = 60
+    ) -> list[LogCount]:
+        """A device's log records by level in buckets of ``bucket_s`` seconds.
+
+        Buckets are fixed lengths of absolute time (a multiple of a minute)
+        starting in ``[from_us, to_us)``, oldest first; empty ones are left out.
+        """
+        ...
+
+    def recent_logs(
+        self, device: str, limit: int = 100, level: str | None = None
+    ) -> list[LogRecord]:
+        """A device's last stored log records (of one level), newest first."""
+        ...
+
     # Alerts (hub/alerts): the monitor opens, touches and resolves them; the
     # API acknowledges and resolves them. State changes are compare-and-set,
     # so that the two processes never overwrite each other's change.
@@ -470,6 +496,15 @@ class EventRecord:
     past: bool = False
     details: dict[str, Any] = field(default_factory=dict)
     detected_us: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LogCount:
+    """A device's log records of one level in one time bucket."""
+
+    start_us: int
+    level: str
+    count: int
 
 
 # ---------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from hub.storage._common import (
 from hub.storage._migrations import load_migrations, pending
 from hub.storage._sqlite_alerts import SQLiteAlertsMixin
 from hub.storage._sqlite_auth import SQLiteAuthMixin
+from hub.storage._sqlite_logs import SQLiteLogsMixin
 from hub.storage.base import (
     Accounting,
     Bucket,
@@ -178,7 +179,7 @@ SELECT {_BUCKET_FIGURES} FROM (
 """
 
 
-class SQLiteStore(SQLiteAlertsMixin, SQLiteAuthMixin):
+class SQLiteStore(SQLiteAlertsMixin, SQLiteLogsMixin, SQLiteAuthMixin):
     """The embedded store: one SQLite file (or ``:memory:``).
 
     Safe to share between threads: one connection, one lock.
@@ -315,6 +316,7 @@ class SQLiteStore(SQLiteAlertsMixin, SQLiteAuthMixin):
             plan.split(self._insert_batches(cur, plan))
             plan.build_rows(self._series_ids(cur, plan, new_series))
             result = plan.finish(self._insert_readings(cur, plan))
+            result.logs = self._insert_logs(cur, plan.fresh)
             cur.executemany(_UPSERT_LATEST, plan.latest_rows())
             cur.executemany(_UPSERT_DEVICE_SEEN, plan.device_rows())
             cur.executemany(_UPSERT_GATEWAY_SEEN, plan.gateway_rows())

@@ -67,6 +67,7 @@ from hub.storage._common import (
 from hub.storage._migrations import load_migrations, pending
 from hub.storage._timescale_alerts import TimescaleAlertsMixin
 from hub.storage._timescale_auth import TimescaleAuthMixin
+from hub.storage._timescale_logs import TimescaleLogsMixin
 from hub.storage.base import (
     Accounting,
     Bucket,
@@ -280,7 +281,7 @@ def _configure(conn: Conn) -> None:
     conn.execute(_CREATE_STAGING)
 
 
-class TimescaleStore(TimescaleAlertsMixin, TimescaleAuthMixin):
+class TimescaleStore(TimescaleAlertsMixin, TimescaleLogsMixin, TimescaleAuthMixin):
     """The production store: TimescaleDB through psycopg 3.
 
     Safe to share between threads: every call takes a connection from the
@@ -446,6 +447,7 @@ class TimescaleStore(TimescaleAlertsMixin, TimescaleAuthMixin):
             plan.split(self._insert_batches(conn, plan))
             plan.build_rows(self._series_ids(conn, plan, new_series))
             result = plan.finish(self._insert_readings(conn, plan))
+            result.logs = self._insert_logs(conn, plan.fresh)
             self._upsert_latest(conn, plan.latest_rows())
             self._upsert_seen(conn, plan)
             self._add_accounting(conn, plan.accounting_rows())

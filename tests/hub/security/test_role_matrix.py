@@ -51,6 +51,8 @@ EXPECTED: dict[tuple[str, str], Any] = {
     ("GET", "/v1/devices/{device_id}/latest"): READERS,
     ("GET", "/v1/devices/{device_id}/aggregate"): READERS,
     ("GET", "/v1/devices/{device_id}/accounting"): READERS,
+    ("GET", "/v1/devices/{device_id}/logs"): READERS,
+    ("GET", "/v1/devices/{device_id}/logs/counts"): READERS,
     ("GET", "/v1/gateways"): READERS,
     ("GET", "/v1/gateways/{gateway_id}"): READERS,
     ("GET", "/v1/gateways/{gateway_id}/accounting"): READERS,

@@ -18,6 +18,7 @@ def test_load_migrations_both_kinds_have_the_same_versions():
         (2, "processors"),
         (3, "edge_rejects"),
         (4, "alerts"),
+        (5, "device_logs"),
         (6, "auth"),
     ]
     assert [(m.version, m.name) for m in timescale] == expected
