@@ -1,8 +1,10 @@
 """The demo child of ``streamflow up --demo``: a replayed gateway until SIGTERM.
 
 ``python -m hub._demo --mqtt-url URL --data-dir DIR --speedup N`` runs
-:func:`simulators.replay.run_demo`, which replays the shipped Intel lab slice
-through a simulated gateway running the real edge agent.
+:func:`simulators.replay.run_demo`, which replays the shipped Intel lab slices
+through a simulated gateway running the real edge agent, the slice with mote
+8's glitch first: at the default speed-up of 60 the monitor opens its first
+real alert about half a minute after ``up`` starts (tests/hub/test_up.py).
 """
 
 from __future__ import annotations

@@ -179,6 +179,24 @@ def hub() -> None:
 
 
 @cli.command()
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Prometheus port on monitor.metrics_host (default 9464; 0: none).",
+)
+@_reports_errors
+def monitor(metrics_port: int | None) -> None:
+    """Run the monitor: events, silences and service figures into alerts."""
+    from hub.monitor.service import run_monitor
+
+    settings = _settings()
+    if metrics_port is not None:
+        config = settings.monitor.model_copy(update={"metrics_port": metrics_port})
+        settings = settings.model_copy(update={"monitor": config})
+    run_monitor(settings)
+
+
+@cli.command()
 @click.option("--host", help="Address to bind (default: api_host).")
 @click.option("--port", type=int, help="Port (default: api_port).")
 @_reports_errors

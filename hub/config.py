@@ -37,6 +37,10 @@ from pydantic_settings import SettingsError as SourceError
 
 from hub import const
 from hub._errors import ConfigError
+from hub.alerts.config import AlertsConfig
+from hub.alerts.email import EmailSettings
+from hub.alerts.webhook import WebhookSettings
+from hub.monitor.config import MonitorConfig
 from hub.processors.config import ProcessorsConfig
 from hub.security.config import AuthConfig
 from protocol import topics
@@ -225,6 +229,22 @@ class HubSettings(BaseSettings):
         default_factory=ProcessorsConfig,
         description="which processor reads which series, the late horizon, "
         "queue and reload limits",
+    )
+
+    # Monitor and alerts (hub/monitor, hub/alerts).
+    monitor: MonitorConfig = Field(
+        default_factory=MonitorConfig,
+        description="what the monitor watches: silences, service rules, outputs",
+    )
+    alerts: AlertsConfig = Field(
+        default_factory=AlertsConfig,
+        description="the alert lifecycle: auto-resolve, flapping, storms, limits",
+    )
+    email: EmailSettings | None = Field(
+        default=None, description="SMTP server and recipients of alert notices"
+    )
+    webhooks: list[WebhookSettings] = Field(
+        default_factory=list, description="webhooks alert notices are posted to"
     )
 
     # Security of the API (hub/security).

@@ -42,6 +42,7 @@ from hub._errors import BrokerUnreachable, ConfigError, StoreUnreachable
 from hub.config import HubSettings, redact_url
 from hub.ingest import IngestPipeline
 from hub.metrics import IngestMetrics
+from hub.monitor.figures import HubFigures, StatsPublisher, stats_topic
 from hub.processors.errors import ProcessorError
 from hub.processors.host import ProcessorHost
 from hub.storage import Store, open_store
@@ -128,6 +129,21 @@ class HubService:
             except ProcessorError as exc:
                 raise ConfigError(f"invalid setting processors.routes: {exc}") from None
             self.pipeline.on_committed.append(self.processors.on_committed)
+
+        # The hub's figures for the monitor, on sf/v1/hub/{client_id}/stats
+        # (hub/monitor/figures.py says why), QoS 0 every few seconds.
+        self.figures = HubFigures(
+            self.metrics, settings.client_id, settings.queue_max_messages
+        )
+        self.pipeline.on_committed.append(self.figures.on_committed)
+        self._stats: StatsPublisher | None = None
+        if settings.monitor.stats_interval_s > 0:
+            self._stats = StatsPublisher(
+                self.figures,
+                lambda topic, payload, qos: self._client.publish(topic, payload, qos),
+                stats_topic(settings.client_id),
+                settings.monitor.stats_interval_s,
+            )
 
         # Connection state, set from paho's network thread.
         self._ready = threading.Event()
@@ -225,6 +241,8 @@ class HubService:
             self._stop_processors(0)
             raise BrokerUnreachable(self.broker, detail)
         self._start_status()
+        if self._stats is not None:
+            self._stats.start()
 
     def stop(self, grace_s: float = const.STOP_GRACE_S) -> bool:
         """Drain the queue into the store, ack, then disconnect.
@@ -249,6 +267,8 @@ class HubService:
                 info.wait_for_publish(min(remaining, 2.0))
             except (RuntimeError, ValueError):
                 break
+        if self._stats is not None:
+            self._stats.stop()
         self._client.disconnect()
         self._client.loop_stop()
         self._stop_status()

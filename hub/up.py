@@ -1,11 +1,12 @@
-"""``streamflow up``: broker, hub, API (and the demo) on one machine.
+"""``streamflow up``: broker, hub, monitor, API (and the demo) on one machine.
 
 Each part runs as its own child process, as it would in a deployment, and
 the children talk only through the broker and the store. ``up`` starts them
-in order (broker, hub, API, demo), waits until each answers, prints where to
-look, and supervises them. Ctrl-C or SIGTERM stops them in the reverse order,
-each cleanly: the demo's edge agent first, then the hub (which drains its
-queue into the store and acks), then the API, then the broker.
+in order (broker, hub, monitor, API, demo), waits until each answers, prints
+where to look, and supervises them. Ctrl-C or SIGTERM stops them in the
+reverse order, each cleanly: the demo's edge agent first, then the monitor,
+then the hub (which drains its queue into the store and acks), then the API,
+then the broker.
 
 Failures are one line each, with the log to read: a part that does not come
 up is reported with the cause its log ends with (the rest are stopped, exit
@@ -51,6 +52,7 @@ START_TIMEOUT_S = 30.0
 #: has its own grace inside this.
 STOP_TIMEOUT_S: dict[str, float] = {
     "demo": 10.0,
+    "monitor": 15.0,
     "hub": const.STOP_GRACE_S + 5.0,
     "api": 10.0,
     "broker": 10.0,
@@ -217,7 +219,9 @@ class Supervisor:
             env["STREAMFLOW_CONFIG"] = str(self.opts.config.resolve())
         return env
 
-    def _spawn(self, name: str, argv: list[str]) -> _Child:
+    def _spawn(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> _Child:
         child = _Child(name, argv, self.log_dir / f"{name}.log")
         child.log = open(child.log_path, "ab")  # noqa: SIM115 - closed in stop()
         # The log keeps earlier runs; a failure is explained from this one's.
@@ -227,7 +231,7 @@ class Supervisor:
             stdin=subprocess.DEVNULL,
             stdout=child.log,
             stderr=subprocess.STDOUT,
-            env=self._env(),
+            env={**self._env(), **(env or {})},
             # Its own session: a Ctrl-C in the terminal reaches `up` only,
             # which then stops the children in order.
             start_new_session=True,
@@ -287,6 +291,18 @@ class Supervisor:
         child = self._spawn("hub", self._python("hub.service"))
         pid = child.proc.pid if child.proc else -1
         self._wait(child, lambda: _hub_connected(status_path, pid), "hub connected")
+
+    def start_monitor(self) -> None:
+        from hub.monitor.service import STATUS_FILE_NAME
+
+        status_path = self.data_dir / STATUS_FILE_NAME
+        status_path.unlink(missing_ok=True)
+        child = self._spawn(
+            "monitor", self._python("hub.monitor.service"), self._monitor_env()
+        )
+        pid = child.proc.pid if child.proc else -1
+        # The monitor's status file has the hub's pid/connected/updated_us.
+        self._wait(child, lambda: _hub_connected(status_path, pid), "monitor connected")
 
     def start_api(self) -> None:
         child = self._spawn("api", self._python("hub.api"))
@@ -378,6 +394,10 @@ class Supervisor:
         ensure_port_free(s.api_host, s.api_port, "--api-port")
         if self.opts.embedded_broker:
             ensure_port_free(s.broker_host, s.broker_port, "--mqtt-port")
+        if s.monitor.metrics_port:
+            ensure_port_free(
+                s.monitor.metrics_host, s.monitor.metrics_port, "monitor.metrics_port"
+            )
         self.log_dir.mkdir(parents=True, exist_ok=True)
         # Migrate once here, so that hub and API never race on the schema,
         # and an unreachable database is reported before anything starts.
@@ -387,6 +407,7 @@ class Supervisor:
         if self.opts.embedded_broker:
             self.start_broker()
         self.start_hub()
+        self.start_monitor()
         self.start_api()
         if self.opts.demo:
             self.start_demo()
@@ -410,7 +431,7 @@ class Supervisor:
     def stop(self) -> bool:
         """Stop the children in reverse order of start; True if all exited 0."""
         clean = True
-        order = {"demo": 0, "hub": 1, "api": 2, "broker": 3}
+        order = {"demo": 0, "monitor": 1, "hub": 2, "api": 3, "broker": 4}
         for child in sorted(self.children, key=lambda c: order[c.name]):
             clean = _stop_child(child) and clean
         self.children.clear()
@@ -425,6 +446,9 @@ class Supervisor:
             f"  broker  {redact_url(self.mqtt_url)} ({broker})",
             f"  API     {self.api_url}  (OpenAPI: {self.api_url}/docs)",
             f"  store   {redact_url(s.db)}",
+            f"  alerts  {self.api_url}/ (live page), {self.api_url}/v1/alerts, "
+            f"MQTT sf/v1/alerts/#",
+            *self._metrics_line(),
             f"  logs    {self.log_dir}",
             "Try:",
             f"  curl {self.api_url}/healthz",
@@ -434,6 +458,29 @@ class Supervisor:
             "Press Ctrl-C to stop.",
         ]
         click.echo("\n".join(lines))
+
+    def _monitor_env(self) -> dict[str, str]:
+        # The demo compresses time by its speed-up (a mote's 31 s become half
+        # a second at 60), so the monitor's durations in data time shrink
+        # with it; the learned intervals shrink by themselves.
+        if not self.opts.demo or self.opts.speedup <= 0:
+            return {}
+        m, speedup = self.opts.settings.monitor, self.opts.speedup
+        return {
+            "STREAMFLOW_MONITOR__MIN_SILENCE_S": f"{m.min_silence_s / speedup:g}",
+            "STREAMFLOW_MONITOR__INTERVAL_REFRESH_S": (
+                f"{m.interval_refresh_s / speedup:g}"
+            ),
+        }
+
+    def _metrics_line(self) -> list[str]:
+        m = self.opts.settings.monitor
+        if not m.metrics_port:
+            return []
+        return [
+            f"  metrics http://{_connect_host(m.metrics_host)}:{m.metrics_port}"
+            "/metrics (Prometheus)"
+        ]
 
     def _example_device(self) -> str | None:
         # The demo's first readings take a moment to arrive; name a device

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -22,11 +23,17 @@ class Up:
     """A ``streamflow up`` process, with its output read as it comes."""
 
     def __init__(self, argv: list[str]) -> None:
+        #: The monitor's Prometheus port: a free one, not the shared default.
+        self.metrics_port = free_port()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hub.cli", "up", *argv],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env={
+                **os.environ,
+                "STREAMFLOW_MONITOR__METRICS_PORT": str(self.metrics_port),
+            },
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -120,7 +127,7 @@ def test_up_serves_then_stops_cleanly_on_sigint(up):
     assert (body["status"], body["store"]) == ("ok", "sqlite")
     assert body["hub"]["connected"] is True
     assert body["hub"]["broker"] == f"mqtt://127.0.0.1:{mqtt_port}"
-    assert len(children) == 3  # broker, hub, API: each its own process
+    assert len(children) == 4  # broker, hub, monitor, API: each its own process
     assert f"  curl http://127.0.0.1:{api_port}/v1/devices" in lines
     assert lines[-2:] == ["streamflow: SIGINT: stopping", "streamflow: stopped"]
     assert not any(c.is_running() for c in children)
@@ -193,5 +200,64 @@ def test_up_with_external_broker_and_timescaledb(tmp_path, mosquitto_broker, pg_
         "timescaledb",
         mosquitto_broker.url,
     )
-    assert len(children) == 2  # hub and API: no embedded broker
+    assert len(children) == 3  # hub, monitor and API: no embedded broker
     assert f"  store   postgresql://{p['user']}:***@{where}" in lines
+
+
+@pytest.mark.slow
+def test_up_demo_opens_mote_8_impossible_alert_within_two_minutes(tmp_path):
+    """``up --demo`` at its default speed-up: mote 8's real glitch (humidity
+    -8983 %, 0.03 V) is an ``impossible`` alert within 120 s of the start, in
+    the store the API and its live stream read, and the monitor's metrics
+    count it."""
+    from hub.storage import open_store
+
+    started = time.monotonic()
+    running = Up([*up_args(tmp_path, free_port(), free_port()), "--demo"])
+    store = None
+    try:
+        running.wait_ready(timeout=60)
+        store = open_store(f"sqlite:///{tmp_path}/data/streamflow.db")
+        alerts = wait_for(
+            lambda: store.list_alerts(device="mote-8", kind="impossible"),
+            timeout=max(1.0, 120 - (time.monotonic() - started)),
+            interval=0.5,
+            what="an impossible alert for mote-8",
+        )
+        seen_after_s = time.monotonic() - started
+        metrics = httpx.get(
+            f"http://127.0.0.1:{running.metrics_port}/metrics", timeout=5
+        ).text
+        running.proc.send_signal(signal.SIGINT)
+        lines, err = running.finish(timeout=30)
+    finally:
+        if store is not None:
+            store.close()
+        running.kill()
+
+    print(f"first mote-8 alert seen after {seen_after_s:.1f} s")
+    assert seen_after_s < 120
+    assert {a.metric for a in alerts} <= {"humidity", "voltage", "temperature"}
+    assert all(a.fingerprint.startswith("device/mote-8/impossible/") for a in alerts)
+    assert all(a.gateway == "demo-gw" and not a.past for a in alerts)
+    assert 'streamflow_monitor_signals_total{kind="impossible",state="raised"}' in (
+        metrics
+    )
+    assert running.proc.returncode == 0, err
+    assert any(line.startswith("  alerts  ") for line in lines)
+
+
+def test_up_demo_scales_monitor_durations_by_speedup(tmp_path):
+    """At a speed-up of 60 the monitor's 600 s floor is 10 s of wall time."""
+    from hub.config import load_settings
+    from hub.up import Supervisor, UpOptions
+
+    settings = load_settings(data_dir=tmp_path)
+    demo = Supervisor(UpOptions(settings=settings, demo=True, speedup=60.0))
+    plain = Supervisor(UpOptions(settings=settings))
+
+    assert demo._monitor_env() == {
+        "STREAMFLOW_MONITOR__MIN_SILENCE_S": "10",
+        "STREAMFLOW_MONITOR__INTERVAL_REFRESH_S": "5",
+    }
+    assert plain._monitor_env() == {}
