@@ -210,10 +210,13 @@ def test_hub_service_unknown_processor_is_a_setting_error(store, tmp_path):
 
 
 def test_hub_service_processors_disabled_adds_no_hook(store, tmp_path):
-    """processors_enabled = false: no host, nothing hooked on the commits."""
+    """processors_enabled = false: no host; only the hub's figures see commits."""
     settings = HubSettings(data_dir=tmp_path, processors_enabled=False)
 
     service = HubService(settings, store, adapters=[])
 
-    assert (service.processors, service.pipeline.on_committed) == (None, [])
+    assert (service.processors, service.pipeline.on_committed) == (
+        None,
+        [service.figures.on_committed],
+    )
     assert service.status()["processors"] is None
