@@ -14,6 +14,10 @@ up is reported with the cause its log ends with (the rest are stopped, exit
 stopped, exit 1). The data dir is locked (``<data-dir>/.lock``) while ``up``
 runs, so that a second ``up`` on it stops at once instead of sharing its
 store and status file.
+
+With auth on (the default) ``up`` creates the first admin itself, before the
+API starts: the API's output goes to its log file, where a generated
+password would never be seen. The banner shows it once.
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,7 +48,10 @@ from hub import const
 from hub._errors import ConfigError, HubError
 from hub._ports import ensure_port_free
 from hub.config import HubSettings, redact_url
+from hub.security.context import SecurityContext
+from hub.security.setup import ADMIN_NAME, ADMIN_PASSWORD_ENV, ensure_admin
 from hub.service import open_checked_store
+from hub.storage.base import Store
 from protocol.validate import now_us
 
 #: How long each part may take to come up.
@@ -62,6 +70,11 @@ _POLL_S = 0.1
 DEMO_DEVICE = "mote-1"
 #: Devices asked whether they have readings, for the banner's example.
 _DEVICES_PROBED = 20
+# The banner's example: the access token out of the token endpoint's JSON.
+_JQ_TOKEN = "jq -r .access_token"
+_PYTHON_TOKEN = (
+    "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])'"
+)
 # A log line as the entry points write it: date, time, level, logger, message.
 _LOG_LINE_LEVELS = (" ERROR ", " CRITICAL ")
 _CLI_ERROR_PREFIX = "streamflow: error: "
@@ -116,6 +129,106 @@ class _Child:
 
 class ChildFailed(HubError):
     """A part of ``up`` exited or did not come up."""
+
+
+@dataclass(frozen=True, slots=True)
+class FirstAdmin:
+    """What the banner says about signing in.
+
+    Attributes:
+        auth: whether auth is on (``auth.enabled``).
+        created: the admin was created by this start.
+        generated: the password generated for it (shown once), or None.
+    """
+
+    auth: bool
+    created: bool = False
+    generated: str | None = None
+
+
+def first_admin(store: Store, settings: HubSettings) -> FirstAdmin:
+    """Create the first admin (no user in the store yet) before the API starts.
+
+    The password is ``STREAMFLOW_ADMIN_PASSWORD``, else generated here, so
+    that ``up`` can show it in its banner (:func:`hub.security.setup.first_start`
+    would print it, but not hand it back).
+
+    Args:
+        store: the migrated store (it holds the users as well).
+        settings: the resolved settings (``auth``, the data dir of the JWT key).
+
+    Returns:
+        What happened, for the banner.
+
+    Raises:
+        OSError: the JWT key in the data dir cannot be created or read.
+    """
+    if not settings.auth.enabled:
+        return FirstAdmin(auth=False)
+    given = os.environ.get(ADMIN_PASSWORD_ENV)
+    password = given or secrets.token_urlsafe(18)
+    # The store is both a Store and an AuthStore (hub/storage/_*_auth.py).
+    ctx = SecurityContext.build(
+        settings.auth,
+        store,  # type: ignore[arg-type]
+        settings.data_dir,
+    )
+    if not ensure_admin(ctx, password=password):
+        return FirstAdmin(auth=True)
+    return FirstAdmin(auth=True, created=True, generated=None if given else password)
+
+
+def sign_in_lines(admin: FirstAdmin) -> list[str]:
+    """The banner's line on who signs in with what (none with auth off)."""
+    if not admin.auth:
+        return ["  sign-in none: auth.enabled is false, every route is open"]
+    if admin.generated is not None:
+        return [
+            f"  sign-in user {ADMIN_NAME}, password {admin.generated} "
+            f"(generated; shown only now, {ADMIN_PASSWORD_ENV} chooses it)"
+        ]
+    if admin.created:
+        return [f"  sign-in user {ADMIN_NAME}, password from {ADMIN_PASSWORD_ENV}"]
+    return [
+        "  sign-in a user of the store (the first admin's password was shown "
+        "at the first start)"
+    ]
+
+
+def try_lines(api_url: str, admin: FirstAdmin, device: str | None) -> list[str]:
+    """The banner's example: get a token, then call the API with it.
+
+    Args:
+        api_url: where the API answers.
+        admin: what :func:`first_admin` did.
+        device: a device with readings, or None for a placeholder.
+
+    Returns:
+        The lines, each a command for a POSIX shell.
+    """
+    readings = f"'{api_url}/v1/devices/{device or '<device-id>'}/readings?limit=10'"
+    if not admin.auth:
+        return [
+            "Try:",
+            f"  curl {api_url}/healthz",
+            f"  curl {api_url}/v1/devices",
+            f"  curl {readings}",
+        ]
+    if admin.created and admin.generated is None:
+        head, password = "Try:", f"${ADMIN_PASSWORD_ENV}"
+    else:
+        head, password = "Try (with PW set to the admin password):", "$PW"
+    # jq where it is installed; Python is there wherever streamflow is.
+    pick = _JQ_TOKEN if shutil.which("jq") else _PYTHON_TOKEN
+    auth = '-H "Authorization: Bearer $TOKEN"'
+    return [
+        head,
+        f"  curl {api_url}/healthz",
+        f"  TOKEN=$(curl -s -d grant_type=password -d username={ADMIN_NAME} "
+        f'--data-urlencode "password={password}" {api_url}/v1/auth/token | {pick})',
+        f"  curl {auth} {api_url}/v1/devices",
+        f"  curl {auth} {readings}",
+    ]
 
 
 def last_error_line(lines: list[str]) -> str:
@@ -195,6 +308,7 @@ class Supervisor:
             else s.mqtt_url
         )
         self.children: list[_Child] = []
+        self.admin = FirstAdmin(auth=s.auth.enabled)
         self._stop = threading.Event()
         self._signal: str | None = None
 
@@ -401,7 +515,11 @@ class Supervisor:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         # Migrate once here, so that hub and API never race on the schema,
         # and an unreachable database is reported before anything starts.
-        open_checked_store(s).close()
+        store = open_checked_store(s)
+        try:
+            self.admin = first_admin(store, s)
+        finally:
+            store.close()
 
     def _start_all(self) -> None:
         if self.opts.embedded_broker:
@@ -450,11 +568,8 @@ class Supervisor:
             f"MQTT sf/v1/alerts/#",
             *self._metrics_line(),
             f"  logs    {self.log_dir}",
-            "Try:",
-            f"  curl {self.api_url}/healthz",
-            f"  curl {self.api_url}/v1/devices",
-            f"  curl '{self.api_url}/v1/devices/{device or '<device-id>'}"
-            "/readings?limit=10'",
+            *sign_in_lines(self.admin),
+            *try_lines(self.api_url, self.admin, device),
             "Press Ctrl-C to stop.",
         ]
         click.echo("\n".join(lines))
@@ -485,27 +600,46 @@ class Supervisor:
     def _example_device(self) -> str | None:
         # The demo's first readings take a moment to arrive; name a device
         # with readings in the example when one shows up soon (the store may
-        # hold some already), else a placeholder.
+        # hold some already), else a placeholder. Read from the store, the
+        # API's own source: asking the API would need a sign-in, and `up`
+        # knows a password only on the first start.
         wait_s = 10.0 if self.opts.demo else 0.0
         deadline = time.monotonic() + wait_s
-        while not self._stop.is_set():
-            device = pick_device(self._devices(), self._has_readings)
-            if device is not None or time.monotonic() >= deadline:
-                return device
-            time.sleep(0.5)
+        try:
+            store = open_checked_store(self.opts.settings, migrate=False)
+        except HubError:
+            return None  # the banner shows a placeholder; the hub reports it
+        try:
+            while not self._stop.is_set():
+                device = pick_device(_devices(store), store_has_readings(store))
+                # The demo's devices appear one by one: give the README's
+                # device its moment rather than naming whichever came first.
+                settled = device == DEMO_DEVICE or not self.opts.demo
+                if (device and settled) or time.monotonic() >= deadline:
+                    return device
+                time.sleep(0.25)
+        finally:
+            store.close()
         return None
 
-    def _devices(self) -> list[str]:
-        body = _http_json(self.api_url + "/v1/devices")
-        if not isinstance(body, list):
-            return []
-        ids = (d.get("id") if isinstance(d, dict) else None for d in body)
-        return [i for i in ids if isinstance(i, str)]
 
-    def _has_readings(self, device: str) -> bool:
-        quoted = urllib.parse.quote(device, safe="")
-        body = _http_json(f"{self.api_url}/v1/devices/{quoted}/latest")
-        return isinstance(body, list) and bool(body)
+def _devices(store: Store) -> list[str]:
+    try:
+        return [d.id for d in store.list_devices()]
+    except Exception:  # the banner's example only: never fatal
+        return []
+
+
+def store_has_readings(store: Store) -> Callable[[str], bool]:
+    """``has_readings`` for :func:`pick_device`, asking ``store``."""
+
+    def has_readings(device: str) -> bool:
+        try:
+            return bool(store.latest(device))
+        except Exception:  # the banner's example only: never fatal
+            return False
+
+    return has_readings
 
 
 def _stop_child(child: _Child) -> bool:
@@ -562,14 +696,6 @@ def _http_ok(url: str) -> bool:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False
-
-
-def _http_json(url: str) -> object:
-    try:
-        with urllib.request.urlopen(url, timeout=1.0) as resp:
-            return orjson.loads(resp.read())
-    except (urllib.error.URLError, OSError, orjson.JSONDecodeError):
-        return None
 
 
 def run_up(opts: UpOptions) -> int:

@@ -13,7 +13,17 @@ from edge_agent.lock import DirLock
 from hub._errors import ConfigError
 from hub.cli import cli
 from hub.config import load_settings
-from hub.up import DEMO_DEVICE, last_error_line, pick_device
+from hub.security.passwords import Passwords
+from hub.storage import open_store
+from hub.up import (
+    DEMO_DEVICE,
+    FirstAdmin,
+    first_admin,
+    last_error_line,
+    pick_device,
+    sign_in_lines,
+    try_lines,
+)
 from tests.hub.test_up import Up, up_args
 from tests.services import free_port
 
@@ -264,7 +274,13 @@ def test_up_child_dying_later_is_one_line_with_code_and_log(tmp_path):
         running.kill()
 
     log = (tmp_path / "data" / "logs" / "broker.log").resolve()
-    reports = [line for line in err.splitlines() if "broker" in line]
+    # Only up's own lines: the log lines of the store's migrations may name
+    # a "broker" table too.
+    reports = [
+        line
+        for line in err.splitlines()
+        if line.startswith("streamflow:") and "broker" in line
+    ]
     assert running.proc.returncode == 1
     assert reports == [
         f"streamflow: error: broker exited unexpectedly with code -9 (log {log})"
@@ -288,6 +304,90 @@ def test_up_demo_banner_names_mote_1(tmp_path):
 
     assert running.proc.returncode == 0, err
     assert (
-        f"  curl 'http://127.0.0.1:{api_port}/v1/devices/mote-1/readings?limit=10'"
-        in banner
+        '  curl -H "Authorization: Bearer $TOKEN" '
+        f"'http://127.0.0.1:{api_port}/v1/devices/mote-1/readings?limit=10'" in banner
     )
+
+
+# ------------------------------------------------------------- first admin
+
+
+@pytest.fixture
+def auth_store(tmp_path):
+    """A migrated SQLite store (users included) and settings with cheap argon2."""
+    settings = load_settings(data_dir=tmp_path)
+    settings = settings.model_copy(
+        update={
+            "auth": settings.auth.model_copy(
+                update={"password_time_cost": 1, "password_memory_kib": 1024}
+            )
+        }
+    )
+    store = open_store(f"sqlite:///{tmp_path}/streamflow.db")
+    store.migrate()
+    yield store, settings
+    store.close()
+
+
+def test_first_admin_generates_password_once(auth_store, monkeypatch):
+    """The first start creates admin with a generated password that verifies;
+    the next start creates nothing and shows no password."""
+    monkeypatch.delenv("STREAMFLOW_ADMIN_PASSWORD", raising=False)
+    store, settings = auth_store
+
+    first = first_admin(store, settings)
+    second = first_admin(store, settings)
+
+    assert first.created
+    assert first.generated
+    user = store.get_user("admin")
+    assert user is not None
+    assert user.role == "admin"
+    assert Passwords.from_config(settings.auth).verify(
+        user.password_hash, first.generated
+    )
+    assert second == FirstAdmin(auth=True)
+    assert sign_in_lines(second) == [
+        "  sign-in a user of the store (the first admin's password was shown "
+        "at the first start)"
+    ]
+
+
+def test_first_admin_from_env_is_not_in_banner(auth_store, monkeypatch):
+    """With STREAMFLOW_ADMIN_PASSWORD the admin gets it, and the banner and
+    its example name the variable instead of the password."""
+    monkeypatch.setenv("STREAMFLOW_ADMIN_PASSWORD", "env-password-1234")
+    store, settings = auth_store
+
+    admin = first_admin(store, settings)
+    lines = sign_in_lines(admin) + try_lines("http://h:1", admin, None)
+
+    assert admin == FirstAdmin(auth=True, created=True, generated=None)
+    user = store.get_user("admin")
+    assert user is not None
+    assert Passwords.from_config(settings.auth).verify(
+        user.password_hash, "env-password-1234"
+    )
+    assert lines[0] == "  sign-in user admin, password from STREAMFLOW_ADMIN_PASSWORD"
+    assert '"password=$STREAMFLOW_ADMIN_PASSWORD"' in lines[3]
+    assert not any("env-password-1234" in line for line in lines)
+
+
+def test_first_admin_with_auth_off_creates_nobody(tmp_path):
+    """Auth off: no user, and the example calls the API without a token."""
+    settings = load_settings(data_dir=tmp_path, auth={"enabled": False})
+    store = open_store(f"sqlite:///{tmp_path}/streamflow.db")
+    store.migrate()
+    try:
+        admin = first_admin(store, settings)
+        users = store.list_users()  # type: ignore[attr-defined]
+    finally:
+        store.close()
+
+    assert (admin, users) == (FirstAdmin(auth=False), [])
+    assert try_lines("http://h:1", admin, "mote-1") == [
+        "Try:",
+        "  curl http://h:1/healthz",
+        "  curl http://h:1/v1/devices",
+        "  curl 'http://h:1/v1/devices/mote-1/readings?limit=10'",
+    ]

@@ -1,19 +1,27 @@
-"""``streamflow up`` in a subprocess: starts, answers, stops cleanly on SIGINT."""
+"""``streamflow up`` in a subprocess: starts, answers, stops cleanly on SIGINT.
+
+Auth is on, as by default: ``up`` creates the first admin and its banner
+shows the generated password, which the tests sign in with.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import httpx
 import psutil
 import pytest
 
+from hub.client import StreamFlowClient
+from hub.up import _JQ_TOKEN, _PYTHON_TOKEN
 from tests.services import free_port, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker]
@@ -22,17 +30,20 @@ pytestmark = [pytest.mark.e2e, pytest.mark.broker]
 class Up:
     """A ``streamflow up`` process, with its output read as it comes."""
 
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         #: The monitor's Prometheus port: a free one, not the shared default.
         self.metrics_port = free_port()
+        # The first admin's password is generated unless a test chooses it.
+        inherited = {k: v for k, v in os.environ.items() if k != ADMIN_PASSWORD_ENV}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hub.cli", "up", *argv],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env={
-                **os.environ,
+                **inherited,
                 "STREAMFLOW_MONITOR__METRICS_PORT": str(self.metrics_port),
+                **(env or {}),
             },
         )
         self.lines: list[str] = []
@@ -54,6 +65,20 @@ class Up:
             what="the banner",
         )
         assert self.proc.poll() is None, self.proc.stderr.read()
+
+    def admin_password(self) -> str:
+        """The generated admin password the banner shows."""
+        for line in self.lines:
+            found = _GENERATED.match(line)
+            if found:
+                return found.group(1)
+        raise AssertionError(f"no generated password in the banner: {self.lines}")
+
+    def try_lines(self) -> list[str]:
+        """The banner's example commands (after ``Try``, before Ctrl-C)."""
+        start = next(i for i, line in enumerate(self.lines) if line.startswith("Try"))
+        end = self.lines.index("Press Ctrl-C to stop.")
+        return [line.strip() for line in self.lines[start + 1 : end]]
 
     def finish(self, timeout: float = 15) -> tuple[list[str], str]:
         """Wait for the exit; return stdout lines and stderr."""
@@ -77,6 +102,24 @@ class Up:
             self.proc.kill()
             self.proc.wait(10)
         self._close()
+
+
+ADMIN_PASSWORD_ENV = "STREAMFLOW_ADMIN_PASSWORD"
+_GENERATED = re.compile(r"^  sign-in user admin, password (\S+) \(generated; ")
+
+
+def run_shell(lines: list[str], env: dict[str, str]) -> str:
+    """Run commands as the banner gives them in bash; return the last's output."""
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", "\n".join(lines)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def up_args(tmp_path, api_port: int, mqtt_port: int) -> list[str]:
@@ -128,9 +171,58 @@ def test_up_serves_then_stops_cleanly_on_sigint(up):
     assert body["hub"]["connected"] is True
     assert body["hub"]["broker"] == f"mqtt://127.0.0.1:{mqtt_port}"
     assert len(children) == 4  # broker, hub, monitor, API: each its own process
-    assert f"  curl http://127.0.0.1:{api_port}/v1/devices" in lines
+    assert (
+        f'  curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:{api_port}'
+        "/v1/devices" in lines
+    )
     assert lines[-2:] == ["streamflow: SIGINT: stopping", "streamflow: stopped"]
     assert not any(c.is_running() for c in children)
+
+
+def test_up_banner_password_and_try_lines_work(up, tmp_path):
+    """The banner's generated password signs in, and its two-step example
+    (a token, then a call with it) answers, with jq and with python3."""
+    running, api_port, _mqtt_port = up
+    password = running.admin_password()
+    healthz_line, token_line, devices_line, _readings = running.try_lines()
+
+    with_jq = run_shell([token_line, devices_line], {"PW": password})
+    with_python = run_shell(
+        [token_line.replace(_JQ_TOKEN, _PYTHON_TOKEN), devices_line],
+        {"PW": password},
+    )
+    unsigned = httpx.get(f"http://127.0.0.1:{api_port}/v1/devices", timeout=5)
+
+    assert healthz_line == f"curl http://127.0.0.1:{api_port}/healthz"
+    assert _JQ_TOKEN in token_line
+    assert httpx.Response(200, text=with_jq).json() == []
+    assert httpx.Response(200, text=with_python).json() == []
+    assert unsigned.status_code == 401
+    # Shown once, in the banner only: not in the API's log.
+    api_log = (tmp_path / "data" / "logs" / "api.log").read_text()
+    assert password not in api_log
+
+
+def test_up_admin_password_from_env_is_not_shown(tmp_path):
+    """With STREAMFLOW_ADMIN_PASSWORD the banner names the variable, not the
+    password, and its example uses the variable."""
+    chosen = "chosen-admin-password"
+    api_port = free_port()
+    running = Up(
+        up_args(tmp_path, api_port, free_port()), env={ADMIN_PASSWORD_ENV: chosen}
+    )
+    try:
+        running.wait_ready()
+        devices = run_shell(running.try_lines()[1:3], {ADMIN_PASSWORD_ENV: chosen})
+        running.proc.send_signal(signal.SIGINT)
+        lines, err = running.finish(timeout=15)
+    finally:
+        running.kill()
+
+    assert running.proc.returncode == 0, err
+    assert "  sign-in user admin, password from STREAMFLOW_ADMIN_PASSWORD" in lines
+    assert not any(chosen in line for line in lines)
+    assert httpx.Response(200, text=devices).json() == []
 
 
 def test_up_child_dying_is_reported_and_exits_1(up):
@@ -207,19 +299,31 @@ def test_up_with_external_broker_and_timescaledb(tmp_path, mosquitto_broker, pg_
 @pytest.mark.slow
 def test_up_demo_opens_mote_8_impossible_alert_within_two_minutes(tmp_path):
     """``up --demo`` at its default speed-up: mote 8's real glitch (humidity
-    -8983 %, 0.03 V) is an ``impossible`` alert within 120 s of the start, in
-    the store the API and its live stream read, and the monitor's metrics
-    count it."""
-    from hub.storage import open_store
-
+    -8983 %, 0.03 V) is an ``impossible`` alert within 120 s of the start,
+    read through the API signed in as the banner's admin, and the monitor's
+    metrics count it."""
     started = time.monotonic()
-    running = Up([*up_args(tmp_path, free_port(), free_port()), "--demo"])
-    store = None
+    api_port = free_port()
+    running = Up([*up_args(tmp_path, api_port, free_port()), "--demo"])
+    api = None
     try:
         running.wait_ready(timeout=60)
-        store = open_store(f"sqlite:///{tmp_path}/data/streamflow.db")
+        api = StreamFlowClient(
+            f"http://127.0.0.1:{api_port}",
+            username="admin",
+            password=running.admin_password(),
+        )
+
+        def impossible() -> list[dict[str, Any]]:
+            resp = api.get(
+                "/v1/alerts", params={"device": "mote-8", "kind": "impossible"}
+            )
+            assert resp.status_code == 200, resp.text
+            found: list[dict[str, Any]] = resp.json()["alerts"]
+            return found
+
         alerts = wait_for(
-            lambda: store.list_alerts(device="mote-8", kind="impossible"),
+            impossible,
             timeout=max(1.0, 120 - (time.monotonic() - started)),
             interval=0.5,
             what="an impossible alert for mote-8",
@@ -231,15 +335,15 @@ def test_up_demo_opens_mote_8_impossible_alert_within_two_minutes(tmp_path):
         running.proc.send_signal(signal.SIGINT)
         lines, err = running.finish(timeout=30)
     finally:
-        if store is not None:
-            store.close()
+        if api is not None:
+            api.close()
         running.kill()
 
     print(f"first mote-8 alert seen after {seen_after_s:.1f} s")
     assert seen_after_s < 120
-    assert {a.metric for a in alerts} <= {"humidity", "voltage", "temperature"}
-    assert all(a.fingerprint.startswith("device/mote-8/impossible/") for a in alerts)
-    assert all(a.gateway == "demo-gw" and not a.past for a in alerts)
+    assert {a["metric"] for a in alerts} <= {"humidity", "voltage", "temperature"}
+    assert all(a["fingerprint"].startswith("device/mote-8/impossible/") for a in alerts)
+    assert all(a["gateway"] == "demo-gw" and not a["past"] for a in alerts)
     assert 'streamflow_monitor_signals_total{kind="impossible",state="raised"}' in (
         metrics
     )

@@ -11,9 +11,18 @@ import pytest
 from hub.config import HubSettings
 from hub.service import HubService, load_adapters
 from hub.storage import open_store
+from protocol.readings import Reading
 from protocol.validate import now_us
+from simulators.datasets import LoadReport
 from simulators.gateways import EdgeGatewaySink, gateway_ids
-from simulators.replay import DEMO_GATEWAY, ReplayOptions, replay_path, run_demo
+from simulators.replay import (
+    DEMO_GATEWAY,
+    DEMO_ORDER,
+    ReplayOptions,
+    demo_segments,
+    replay_path,
+    run_demo,
+)
 from tests.services import wait_for
 
 pytestmark = [
@@ -85,8 +94,16 @@ def test_run_demo_streams_until_stopped(amqtt_broker, hub, store, tmp_path):
         demo.join(30)
     assert not demo.is_alive()
     assert store.get_gateway(DEMO_GATEWAY) is not None
-    # The slice's first line (mote 43) is re-stamped one lag before the start.
-    first = store.readings("mote-43", "temperature", limit=1)[0]
+    # The first slice's first reading is re-stamped one lag before the start.
+    sent = first_demo_reading()
+    first = store.readings(sent.device, sent.metric, limit=1)[0]
     assert started_us - 2_000_000 <= first.ts_us <= started_us
-    assert first.value == 19.5376
+    assert first.value == sent.value
     assert (tmp_path / "demo" / "edge" / DEMO_GATEWAY / "buffer.sqlite").is_file()
+
+
+def first_demo_reading() -> Reading:
+    """The first reading of the slice the demo plays first (DEMO_ORDER[0])."""
+    first_slice = demo_segments()[0]
+    assert first_slice.path.name.startswith(DEMO_ORDER[0])
+    return next(iter(first_slice.open(LoadReport())))

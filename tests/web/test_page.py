@@ -1,4 +1,8 @@
-"""The page in a real browser: alerts live, acknowledge, devices and the chart."""
+"""The page in a real browser: alerts live, acknowledge, devices and the chart.
+
+Signed in through the page's form as ``ada`` (an operator) unless a test
+says otherwise; sign-in, tokens and sign-out are in ``test_signin.py``.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +13,17 @@ import pytest
 from hub.storage.base import AlertRecord
 from protocol.validate import now_us
 from tests.services import wait_for
-from tests.web.conftest import CHART_MINUTES
+from tests.web.conftest import CHART_MINUTES, WAIT_MS, sign_in
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 pytestmark = pytest.mark.e2e
 
-#: Bound on anything the page shows after a change (load, stream, click).
-WAIT_MS = 10_000
-
 
 def load(browsing, site) -> Page:
-    """Open the page and wait until the seeded alerts and the stream are in."""
-    page = browsing.page
-    page.goto(site.url + "/")
-    page.wait_for_selector("tr.alert", timeout=WAIT_MS)
-    page.wait_for_selector("#live.on", timeout=WAIT_MS)
-    return page
+    """Sign in and wait until the seeded alerts and the stream are in."""
+    return sign_in(browsing, site)
 
 
 def row(page, alert_id: str):
@@ -139,7 +136,8 @@ def test_acknowledge_changes_store_and_page(site, open_page):
     assert state.inner_text() == "acknowledged"
     # Acknowledged alerts can still be resolved, not acknowledged again.
     assert row(page, "al-crit").locator("button").all_inner_texts() == ["Resolve"]
-    assert site.store.alert_history("al-crit")[-1].actor == "anonymous"
+    # The history names the signed-in user, not "anonymous".
+    assert site.store.alert_history("al-crit")[-1].actor == "ada"
     assert browsing.errors == []
 
 
@@ -254,6 +252,7 @@ def test_timescale_live_and_acknowledge(pg_site, open_page):
         timeout=WAIT_MS / 1000,
         what="al-pg acknowledged in TimescaleDB",
     )
+    assert pg_site.store.alert_history("al-pg")[-1].actor == "ada"
     page.wait_for_function(
         "() => document.querySelector('tr[data-id=\"al-pg\"] td.state')"
         ".textContent === 'acknowledged'",
@@ -279,4 +278,28 @@ def test_no_console_errors_over_a_session(site, open_page):
         timeout=WAIT_MS,
     )
 
+    assert browsing.errors == []
+
+
+def test_without_auth_the_page_needs_no_sign_in(open_site, open_page):
+    """With auth off the page shows the alerts at once: no form, no sign-out."""
+    browsing = open_page()
+    page = browsing.page
+    page.goto(open_site.url + "/")
+    page.wait_for_selector("tr.alert", timeout=WAIT_MS)
+    page.wait_for_selector("#live.on", timeout=WAIT_MS)
+    page.get_by_role(
+        "button", name="Acknowledge alert: dev-a temp 27 C above 26 C (dev-a)"
+    ).click()
+
+    wait_for(
+        lambda: open_site.store.get_alert("al-crit").state == "acknowledged",
+        timeout=WAIT_MS / 1000,
+        what="al-crit acknowledged in the store",
+    )
+    assert page.locator("#sign-in").is_hidden()
+    assert page.locator("#sign-out").is_hidden()
+    assert open_site.store.alert_history("al-crit")[-1].actor == "anonymous"
+    assert browsing.grants == []
+    assert browsing.failed == []
     assert browsing.errors == []

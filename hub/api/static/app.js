@@ -1,54 +1,9 @@
 // StreamFlow alerts page: the alerts live, devices and a chart of the last hour.
 // Plain JavaScript with no build step and nothing from a CDN: gateways and the
-// people who look at them may be offline.
-"use strict";
+// people who look at them may be offline. An ES module (strict by itself);
+// every call to the API, the sign-in and its tokens are in ./api.js.
 
-// ---------------------------------------------------------------- the API
-// Every request the page makes goes through `api` (and the stream through
-// `api.stream`), so that authentication can add its token and refresh it here.
-
-class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
-
-async function api(path, { method = "GET", body, query } = {}) {
-  const url = new URL(path, window.location.origin);
-  for (const [key, value] of Object.entries(query || {})) {
-    if (value !== undefined && value !== null && value !== "") {
-      url.searchParams.set(key, value);
-    }
-  }
-  const init = { method, headers: { Accept: "application/json" } };
-  if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
-  const resp = await fetch(url, init);
-  const text = await resp.text();
-  let data = null;
-  try {
-    data = text ? JSON.parse(text) : null;
-  } catch (_) {
-    data = null;
-  }
-  if (!resp.ok) {
-    // Every API error has one shape: {"error": {"code", "message"}}.
-    const err = (data && data.error) || {
-      code: `http_${resp.status}`,
-      message: resp.statusText || `HTTP ${resp.status}`,
-    };
-    throw new ApiError(resp.status, err.code, err.message);
-  }
-  return data;
-}
-
-// EventSource cannot send headers: with authentication this needs a cookie or
-// a token in the query, decided here.
-api.stream = (path) => new EventSource(new URL(path, window.location.origin));
+import { api } from "./api.js";
 
 // ---------------------------------------------------------------- helpers
 
@@ -88,6 +43,9 @@ function showMessage(text) {
 const alerts = new Map(); // id -> alert as the API last gave it
 let loaded = false; // the first page is in; earlier stream events wait
 const early = [];
+// Counts sign-ins and sign-outs: an answer to an older one is dropped, so
+// that nothing shows up again after a sign-out.
+let generation = 0;
 
 // Keep the newer of two versions of an alert (the stream and a page may
 // cross); `updated` is the wall time of its latest state change.
@@ -100,12 +58,15 @@ function keep(alert) {
 
 async function loadAlerts() {
   const state = $("state-filter").value;
+  const gen = generation;
   try {
     const page = await api("/v1/alerts", { query: { state, limit: 200 } });
+    if (gen !== generation) return;
     alerts.clear();
     for (const alert of page.alerts) keep(alert);
     showMessage("");
   } catch (err) {
+    if (gen !== generation) return;
     showMessage(`Cannot load alerts: ${err.message}`);
   }
   loaded = true;
@@ -187,12 +148,15 @@ function alertRow(alert) {
   );
 }
 
+const ACTIONS = { ack: "acknowledge alerts", resolve: "resolve alerts" };
+
 async function change(id, action, button) {
   button.disabled = true;
   try {
     keep(await api(`/v1/alerts/${encodeURIComponent(id)}/${action}`, {
       method: "POST",
       body: {},
+      action: ACTIONS[action],
     }));
     showMessage("");
   } catch (err) {
@@ -209,30 +173,39 @@ async function change(id, action, button) {
   renderAlerts();
 }
 
-function connectStream() {
+let stream = null;
+
+function setLive(text, on) {
   const live = $("live");
-  const source = api.stream("/v1/alerts/stream");
-  source.addEventListener("open", () => {
-    live.textContent = "live";
-    live.classList.add("on");
-  });
-  source.addEventListener("error", () => {
-    // The browser reconnects by itself, sending Last-Event-ID, and the
-    // server sends what was missed.
-    live.textContent = "reconnecting…";
-    live.classList.remove("on");
-  });
-  source.addEventListener("alert", (ev) => {
-    const data = JSON.parse(ev.data);
-    delete data.change;
-    delete data.actor;
-    delete data.at;
-    if (!loaded) {
-      early.push(data);
-      return;
-    }
-    keep(data);
-    renderAlerts();
+  live.textContent = text;
+  live.classList.toggle("on", on);
+}
+
+function connectStream() {
+  stream = api.stream("/v1/alerts/stream", {
+    on: (type, text) => {
+      if (type !== "alert") return;
+      const data = JSON.parse(text);
+      delete data.change;
+      delete data.actor;
+      delete data.at;
+      if (!loaded) {
+        early.push(data);
+        return;
+      }
+      keep(data);
+      renderAlerts();
+    },
+    onState: (state, err) => {
+      // After an error api.stream reconnects with Last-Event-ID, and the
+      // server sends what was missed.
+      if (state === "open") setLive("live", true);
+      else if (state === "reconnecting") setLive("reconnecting…", false);
+      else {
+        setLive("not live", false);
+        if (err) showMessage(`Live updates stopped: ${err.message}`);
+      }
+    },
   });
 }
 
@@ -242,12 +215,14 @@ let selected = null;
 
 async function loadDevices() {
   let devices;
+  const gen = generation;
   try {
     devices = await api("/v1/devices");
   } catch (err) {
-    showMessage(`Cannot load devices: ${err.message}`);
+    if (gen === generation) showMessage(`Cannot load devices: ${err.message}`);
     return;
   }
+  if (gen !== generation) return;
   $("devices").replaceChildren(
     ...devices.map((d) =>
       el(
@@ -377,14 +352,83 @@ function svgChart(agg, from, to) {
   return root;
 }
 
-// ---------------------------------------------------------------- start
+// ---------------------------------------------------------------- sign-in
 
-document.addEventListener("DOMContentLoaded", () => {
-  $("state-filter").addEventListener("change", loadAlerts);
-  $("metric").addEventListener("change", drawChart);
+let devicesTimer = null;
+
+// Signed in (or auth off): show the alerts and start reading.
+function start(me) {
+  generation += 1;
+  $("sign-in").hidden = true;
+  $("app").hidden = false;
+  $("who").textContent = api.authOff() ? "" : `${me.name} (${me.role})`;
+  $("sign-out").hidden = api.authOff();
+  showMessage("");
+  loaded = false;
   connectStream();
   loadAlerts();
   loadDevices();
   // Devices go online and offline without alerts for everything: re-read.
-  setInterval(loadDevices, 30000);
+  devicesTimer = setInterval(loadDevices, 30000);
+}
+
+// Signed out: stop reading, forget what was shown, show the form.
+function stop(message) {
+  generation += 1;
+  if (stream) stream.close();
+  stream = null;
+  clearInterval(devicesTimer);
+  alerts.clear();
+  early.length = 0;
+  selected = null;
+  renderAlerts();
+  $("devices").replaceChildren();
+  $("device-detail").hidden = true;
+  setLive("signed out", false);
+  $("who").textContent = "";
+  $("sign-out").hidden = true;
+  $("app").hidden = true;
+  showSignIn(message);
+}
+
+function showSignIn(message, isError = false) {
+  setLive("", false);
+  $("sign-in").hidden = false;
+  const note = $("sign-in-message");
+  note.textContent = message || "";
+  note.hidden = !message;
+  note.classList.toggle("error", isError);
+  $("password").value = "";
+  $("username").focus();
+}
+
+async function onSignIn(ev) {
+  ev.preventDefault();
+  const button = $("sign-in-button");
+  button.disabled = true;
+  try {
+    start(await api.signIn($("username").value.trim(), $("password").value));
+  } catch (err) {
+    showSignIn(`Cannot sign in: ${err.message}`, true);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---------------------------------------------------------------- start
+
+document.addEventListener("DOMContentLoaded", async () => {
+  $("state-filter").addEventListener("change", loadAlerts);
+  $("metric").addEventListener("change", drawChart);
+  $("sign-in").addEventListener("submit", onSignIn);
+  $("sign-out").addEventListener("click", () => api.signOut());
+  api.onSessionEnd((message) => stop(message));
+  let restored;
+  try {
+    restored = await api.restore();
+  } catch (err) {
+    restored = { me: null, message: `Cannot reach the API: ${err.message}` };
+  }
+  if (restored.me) start(restored.me);
+  else showSignIn(restored.message, Boolean(restored.message));
 });
