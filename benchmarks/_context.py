@@ -40,6 +40,13 @@ class Sizes:
         fleet_steps: device counts of the ramp.
         fleet_step_s: how long each step runs.
         fleet_gateways: gateways the devices are spread over.
+        alerts_s: how long breaching readings are injected in each phase
+            of scenario 2.
+        alerts_devices: devices of each alerting gateway (one reading each
+            per ``alerts_interval_s``, alternately breaching and clearing).
+        alerts_interval_s: period of each alerting device's readings.
+        alerts_calibration_readings: readings of the short calibration
+            ingest when scenario 1 does not run (and no ``--rate``).
     """
 
     ingest_readings: int
@@ -60,6 +67,10 @@ class Sizes:
     fleet_steps: tuple[int, ...]
     fleet_step_s: float
     fleet_gateways: int
+    alerts_s: float = 60.0
+    alerts_devices: int = 3
+    alerts_interval_s: float = 1.0
+    alerts_calibration_readings: int = 200_000
 
 
 FULL = Sizes(
@@ -81,6 +92,10 @@ FULL = Sizes(
     fleet_steps=(1_000, 20_000, 50_000, 80_000, 120_000, 160_000, 240_000),
     fleet_step_s=20.0,
     fleet_gateways=8,
+    alerts_s=45.0,
+    alerts_devices=4,
+    alerts_interval_s=1.0,
+    alerts_calibration_readings=300_000,
 )
 QUICK = Sizes(
     ingest_readings=300_000,
@@ -101,6 +116,10 @@ QUICK = Sizes(
     fleet_steps=(5_000, 50_000),
     fleet_step_s=8.0,
     fleet_gateways=8,
+    alerts_s=10.0,
+    alerts_devices=3,
+    alerts_interval_s=1.0,
+    alerts_calibration_readings=60_000,
 )
 TINY = Sizes(
     ingest_readings=10_000,
@@ -121,6 +140,10 @@ TINY = Sizes(
     fleet_steps=(100,),
     fleet_step_s=1.5,
     fleet_gateways=2,
+    alerts_s=3.0,
+    alerts_devices=2,
+    alerts_interval_s=0.5,
+    alerts_calibration_readings=10_000,
 )
 
 
@@ -136,6 +159,10 @@ class BenchContext:
         started_us: when the run started (the plot's time zero).
         naive_rate: the naive pipeline's readings/s once measured (scenario 1
             measures it; scenario 6 measures it only when 1 did not run).
+        ingest_rate: scenario 1's end-to-end readings/s once measured (the
+            alert scenario loads the hub with half of it).
+        alerts_rate: the background readings/s asked for with ``--rate``
+            (wins over ``ingest_rate``).
     """
 
     sizes: Sizes
@@ -144,6 +171,8 @@ class BenchContext:
     console: Console
     started_us: int = field(default_factory=now_us)
     naive_rate: float | None = None
+    ingest_rate: float | None = None
+    alerts_rate: float | None = None
     _t0: float = field(default_factory=time.monotonic)
 
     def progress(self, scenario: str, message: str) -> None:

@@ -251,17 +251,24 @@ class HubProcess(Child):
         mqtt_url: the broker.
         db: the store URL.
         name: names its log and files, so that restarts keep one log.
+        env: hub settings for this run (``STREAMFLOW_*`` variables), on top
+            of :func:`child_env`.
     """
 
     def __init__(
-        self, workdir: Path, mqtt_url: str, db: str, name: str = "hub"
+        self,
+        workdir: Path,
+        mqtt_url: str,
+        db: str,
+        name: str = "hub",
+        env: dict[str, str] | None = None,
     ) -> None:
         self.data_dir = workdir / f"{name}-data"
         self._runs = 0
         self._mqtt_url = mqtt_url
         self._db = db
         self._workdir = workdir
-        super().__init__(name, [], workdir)
+        super().__init__(name, [], workdir, child_env(env) if env else None)
 
     def start_hub(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Start the hub and wait until it is subscribed.

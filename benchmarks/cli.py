@@ -20,7 +20,7 @@ from hub.config import redact_url
 
 #: The scenarios, in suite order (benchmarks.suite.SCENARIOS, whose modules
 #: are imported only when the command runs: ``streamflow`` starts fast).
-SCENARIO_NAMES = ("ingest", "catchup", "queries", "edge", "fleet")
+SCENARIO_NAMES = ("ingest", "alerts", "catchup", "queries", "edge", "fleet")
 
 #: Width of the table when stdout is not a terminal (a file, a pipe).
 _PIPE_WIDTH = 200
@@ -55,6 +55,12 @@ MACHINE = "2 cores, shared by client, broker, hub and database"
 )
 @click.option("--quick", is_flag=True, help="Smaller loads: about a minute.")
 @click.option(
+    "--rate",
+    type=click.FloatRange(min=1, min_open=False),
+    help="Full ingest rate (readings/s) whose half loads the alerts scenario "
+    "[default: scenario 1's in this run, else a short calibration ingest].",
+)
+@click.option(
     "--keep-workdir", is_flag=True, help="Keep the folder of logs and buffers."
 )
 def bench(
@@ -63,6 +69,7 @@ def bench(
     db: str | None,
     plot_path: Path | None,
     quick: bool,
+    rate: float | None,
     keep_workdir: bool,
 ) -> None:
     """Run the benchmark scenarios and print figures beside same-run baselines."""
@@ -82,7 +89,12 @@ def bench(
     )
     try:
         suite = run_suite(
-            list(scenarios), QUICK if quick else FULL, server, console, keep_workdir
+            list(scenarios),
+            QUICK if quick else FULL,
+            server,
+            console,
+            keep_workdir,
+            alerts_rate=rate,
         )
     except BenchError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -1,8 +1,4 @@
-"""The suite: which scenarios exist, and running a selection of them.
-
-Scenario 2 of the issue (alert latency) is not here: processors and alerts
-do not exist yet, so there is nothing to measure (see BENCHMARKS.md).
-"""
+"""The suite: which scenarios exist, and running a selection of them."""
 
 from __future__ import annotations
 
@@ -17,7 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from benchmarks import catchup, edge, fleet, ingest, queries
+from benchmarks import alerts, catchup, edge, fleet, ingest, queries
 from benchmarks._context import BenchContext, Sizes
 from benchmarks._services import scratch_database
 from benchmarks.errors import BenchError
@@ -25,11 +21,8 @@ from benchmarks.results import ScenarioResult
 
 _LOGGER = logging.getLogger(__name__)
 
-#: What tells why scenario 2 is missing, in the output and BENCHMARKS.md.
-ALERTS_LEFT_OUT = (
-    "alerts (scenario 2, alert latency): left out, since processors and "
-    "alerts do not exist yet"
-)
+#: Scenario 1's end-to-end figure, whose rate scenario 2 takes half of.
+_INGEST_E2E = "end to end, edge agents to commit and ack"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +35,13 @@ class Scenario:
     needs_db: bool
 
 
-#: Every scenario, in the order a run takes them (fleet after ingest, whose
-#: naive pipeline rate it reuses).
+#: Every scenario, in the order a run takes them (alerts and fleet after
+#: ingest, whose end-to-end and naive pipeline rates they reuse).
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
         Scenario("ingest", "1. ingest end to end", ingest.run, needs_db=True),
+        Scenario("alerts", "2. alert latency at half load", alerts.run, True),
         Scenario("catchup", "3. catch-up after an outage", catchup.run, True),
         Scenario("queries", "4. queries over millions of readings", queries.run, True),
         Scenario("edge", "5. edge agent on one core", edge.run, needs_db=False),
@@ -71,6 +65,7 @@ def run_suite(
     server_dsn: str,
     console: Console,
     keep_workdir: bool = False,
+    alerts_rate: float | None = None,
 ) -> SuiteResult:
     """Run the named scenarios in suite order; a failure does not stop the rest.
 
@@ -80,6 +75,8 @@ def run_suite(
         server_dsn: the TimescaleDB server to make the scratch database on.
         console: where progress goes.
         keep_workdir: keep the folder of logs and buffers (its path is printed).
+        alerts_rate: the full ingest rate whose half loads the alert
+            scenario (``--rate``); else scenario 1's, else a calibration's.
 
     Raises:
         ValueError: a name is not a scenario.
@@ -100,17 +97,25 @@ def run_suite(
             if any(s.needs_db for s in chosen):
                 db_url = stack.enter_context(scratch_database(server_dsn)).url
             ctx = BenchContext(sizes, workdir, db_url, console)
-            console.print(f"[dim]{ALERTS_LEFT_OUT}[/dim]", highlight=False)
+            ctx.alerts_rate = alerts_rate
             for scenario in chosen:
                 result = _run_one(ctx, scenario, failures)
                 if result is not None:
                     results.append(result)
+                    _remember_rates(ctx, result)
     finally:
         if keep_workdir:
             console.print(f"work folder kept: {workdir}", highlight=False)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     return SuiteResult(results, failures, time.monotonic() - started)
+
+
+def _remember_rates(ctx: BenchContext, result: ScenarioResult) -> None:
+    # Scenario 2 loads the hub with half of scenario 1's end-to-end rate.
+    if result.name == ingest.NAME:
+        rates = [f.value for f in result.figures if f.figure == _INGEST_E2E]
+        ctx.ingest_rate = rates[0] if rates else None
 
 
 def _run_one(
@@ -123,6 +128,12 @@ def _run_one(
     except BenchError as exc:
         failures[scenario.name] = str(exc)
         ctx.progress(scenario.name, f"[red]failed: {exc}[/red]")
+        # A failed check may keep its figures, so that the table shows what
+        # failed (the alert scenario's received beside expected).
+        partial = getattr(exc, "partial", None)
+        if isinstance(partial, ScenarioResult):
+            partial.seconds = time.monotonic() - t0
+            return partial
         return None
     except Exception as exc:  # one broken scenario must not lose the others
         _LOGGER.exception("scenario crashed scenario=%s", scenario.name)
