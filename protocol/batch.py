@@ -185,6 +185,9 @@ def _decode_series(
         out.blocks.append(block)
 
 
+_INT_ONLY = {int}
+
+
 def _fast_path(
     block: SeriesBlock,
     cols: SeriesColumns,
@@ -202,17 +205,20 @@ def _fast_path(
     if not ts:
         return True
     try:
-        if not all(type(t) is int for t in ts):
+        # map and set run in C: a generator here cost a third of the decode.
+        # Exactly int (type, not isinstance): a JSON true is not a time.
+        if set(map(type, ts)) != _INT_ONLY:
             return False
         ceiling = received_us + int(limits.max_future_skew_s * 1_000_000)
-        if min(ts) < CLOCK_FLOOR_US or max(ts) > ceiling or max(ts) >= 10**17:
+        latest = max(ts)
+        if min(ts) < CLOCK_FLOOR_US or latest > ceiling or latest >= 10**17:
             return False
         if not all(map(math.isfinite, values)):
             return False
     except TypeError:  # a string, a null or a nested value among them
         return False
     block.ts_us = list(ts)
-    block.values = [float(v) for v in values]
+    block.values = list(map(float, values))
     block.flags = _edge_flags(cols, base_flags) or [base_flags] * len(ts)
     return True
 

@@ -43,6 +43,8 @@ _DUP_READING = Notice.DUPLICATE_READING.value
 BatchKey = tuple[str, int]
 #: A reading as a store returns it from an insert: series id, ts, value, flags.
 ReadingRow = tuple[int, int, float, int]
+#: A series' readings as columns sorted by ts: ts, values, flags.
+SeriesColumns = tuple[list[int], list[float], list[int]]
 #: One accounting increment: bucket, scope, ident, kind, reason, n.
 AccountingRow = tuple[int, str, str, str, str, int]
 
@@ -301,7 +303,7 @@ class WritePlan:
         self._contexts: list[_Context] = []
 
         # Set by finish(): the new readings by series id.
-        self._new: dict[int, list[tuple[int, float, int]]] = {}
+        self._new: dict[int, SeriesColumns] = {}
 
     def split(self, new_batches: set[BatchKey]) -> None:
         """Sort items into fresh and stale given the batch keys that were new.
@@ -364,42 +366,40 @@ class WritePlan:
 
     def finish(self, new_rows: Iterable[ReadingRow]) -> WriteResult:
         """The write's result, given the rows the store inserted for the first time."""
-        by_series: dict[int, list[tuple[int, float, int]]] = {}
-        for sid, ts, value, flags in new_rows:
-            by_series.setdefault(sid, []).append((ts, value, flags))
-        self._new = by_series
+        return self.finish_by_series(group_rows(new_rows))
 
+    def finish_by_series(self, new: Mapping[int, SeriesColumns]) -> WriteResult:
+        """Like :meth:`finish`, given the new rows already grouped by series.
+
+        Args:
+            new: per series id, its new readings as columns (ts, values,
+                flags) sorted by ts; each (series, ts) at most once, since
+                these are rows the unique index took for the first time.
+        """
+        # Columns rather than row tuples: a store that has its rows as arrays
+        # (the COPY way) hands them over without a tuple per reading.
+        self._new = {sid: cols for sid, cols in new.items() if cols[0]}
         result = WriteResult(
             batches=list(self.batches),
             duplicate_batches=list(self.duplicate_batches),
         )
         for sid in self._spans:
-            rows = by_series.get(sid)
-            if not rows:
+            cols = self._new.get(sid)
+            if cols is None:
                 continue
-            rows.sort(key=lambda r: r[0])
             device, metric, unit = self._series[sid]
-            result.new.append(
-                SeriesBlock(
-                    device,
-                    metric,
-                    unit,
-                    [r[0] for r in rows],
-                    [r[1] for r in rows],
-                    [r[2] for r in rows],
-                )
-            )
+            result.new.append(SeriesBlock(device, metric, unit, *cols))
         stale = sum(len(b) for item in self.stale for b in item.blocks)
         result.duplicates = len(self.ts) - result.inserted + stale
         return result
 
     def latest_rows(self) -> list[ReadingRow]:
         """Per series with new readings, the one with the newest ts (after finish)."""
-        rows = []
-        for sid in sorted(self._new):
-            ts, value, flags = max(self._new[sid], key=lambda r: r[0])
-            rows.append((sid, ts, value, flags))
-        return rows
+        # Each series' columns are sorted by ts, with no equal ts: the last.
+        return [
+            (sid, ts[-1], values[-1], flags[-1])
+            for sid, (ts, values, flags) in sorted(self._new.items())
+        ]
 
     def device_rows(self) -> list[tuple[str, str | None, int, int]]:
         """(device, gateway, first, last received) of devices fresh items show alive.
@@ -472,18 +472,18 @@ class WritePlan:
         # (offered, stored) per context of one series. Usually a series comes
         # in one context; only when it comes in several do we look up which
         # one offered each new reading first (the first of equal ts wins).
-        new = self._new.get(sid, [])
+        new_ts = self._new[sid][0] if sid in self._new else []
         offered: Counter[int] = Counter()
         for start, end, ctx in spans:
             offered[ctx] += end - start
         if len(offered) == 1:
             ((ctx, n),) = offered.items()
-            return {ctx: (n, len(new))}
+            return {ctx: (n, len(new_ts))}
         first: dict[int, int] = {}
         for start, end, ctx in spans:
             for ts in self.ts[start:end]:
                 first.setdefault(ts, ctx)
-        stored = Counter(first[ts] for ts, _, _ in new)
+        stored = Counter(first[ts] for ts in new_ts)
         return {ctx: (n, stored[ctx]) for ctx, n in offered.items()}
 
 
@@ -508,6 +508,18 @@ class _Tally:
     def rows(self) -> list[AccountingRow]:
         """The sums as rows, sorted (the lock order of concurrent writers)."""
         return [(*key, n) for key, n in sorted(self._counts.items())]
+
+
+def group_rows(rows: Iterable[ReadingRow]) -> dict[int, SeriesColumns]:
+    """Reading rows as columns per series id, each sorted by ts (stable)."""
+    by_series: dict[int, list[tuple[int, float, int]]] = {}
+    for sid, ts, value, flags in rows:
+        by_series.setdefault(sid, []).append((ts, value, flags))
+    out: dict[int, SeriesColumns] = {}
+    for sid, found in by_series.items():
+        found.sort(key=lambda r: r[0])
+        out[sid] = ([r[0] for r in found], [r[1] for r in found], [r[2] for r in found])
+    return out
 
 
 def _batch_key(item: IngestItem) -> BatchKey | None:

@@ -52,11 +52,13 @@ from psycopg_pool import ConnectionPool
 
 from hub.storage._common import (
     ReadingRow,
+    SeriesColumns,
     WritePlan,
     accounting_from_rows,
     bucket_spec,
     dropped_increase,
     dt_to_us,
+    group_rows,
     hour_of,
     merged_counters,
     nfc,
@@ -143,6 +145,9 @@ ORDER BY series_id, ts, ord
 ON CONFLICT (series_id, ts) DO NOTHING
 RETURNING series_id, ts, value, flags
 """
+# The write path's arrays go as binary parameters (%b): psycopg dumps a list
+# of datetimes or strings 7 to 13 times faster than as text arrays, which
+# was a tenth of the writer thread's time (BENCHMARKS.md, the profile).
 # latest moves only forward in reading time, whatever the arrival order.
 _UPSERT_LATEST = """
 INSERT INTO latest (series_id, ts, value, flags)
@@ -153,7 +158,7 @@ WHERE latest.ts < EXCLUDED.ts
 """
 _INSERT_BATCHES = """
 INSERT INTO batches (gateway, seq, committed_at, n)
-SELECT g, s, now(), n FROM unnest(%s::text[], %s::int8[], %s::int4[]) AS b(g, s, n)
+SELECT g, s, now(), n FROM unnest(%b::text[], %b::int8[], %b::int4[]) AS b(g, s, n)
 ON CONFLICT (gateway, seq) DO NOTHING
 RETURNING gateway, seq
 """
@@ -170,7 +175,7 @@ FROM series s JOIN unnest(%s::text[], %s::text[]) AS k(device, metric)
 _UPSERT_DEVICES_SEEN = """
 INSERT INTO devices (id, gateway, first_seen, last_seen, online)
 SELECT d, g, f, l, true
-FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[])
+FROM unnest(%b::text[], %b::text[], %b::timestamptz[], %b::timestamptz[])
     AS x(d, g, f, l)
 ON CONFLICT (id) DO UPDATE SET
     gateway = COALESCE(EXCLUDED.gateway, devices.gateway),
@@ -180,7 +185,7 @@ ON CONFLICT (id) DO UPDATE SET
 """
 _UPSERT_GATEWAYS_SEEN = """
 INSERT INTO gateways (id, first_seen, last_seen)
-SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[])
+SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::timestamptz[])
 ON CONFLICT (id) DO UPDATE SET
     first_seen = LEAST(gateways.first_seen, EXCLUDED.first_seen),
     last_seen = GREATEST(gateways.last_seen, EXCLUDED.last_seen)
@@ -188,7 +193,7 @@ ON CONFLICT (id) DO UPDATE SET
 _ADD_ACCOUNTING = """
 INSERT INTO accounting (bucket, scope, ident, kind, reason, n)
 SELECT * FROM unnest(
-    %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[], %s::int8[]
+    %b::timestamptz[], %b::text[], %b::text[], %b::text[], %b::text[], %b::int8[]
 )
 ON CONFLICT (bucket, scope, ident, kind, reason)
 DO UPDATE SET n = accounting.n + EXCLUDED.n
@@ -273,6 +278,27 @@ def first_unique(series_ids: np.ndarray, ts_us: np.ndarray) -> np.ndarray:
     keep = np.ones(len(order), dtype=bool)
     keep[1:] = (sid[1:] != sid[:-1]) | (ts[1:] != ts[:-1])
     return order[keep]
+
+
+def _by_series(
+    sid: np.ndarray, ts: np.ndarray, values: np.ndarray, flags: np.ndarray
+) -> dict[int, SeriesColumns]:
+    """Rows sorted by (series, ts) as columns per series id.
+
+    Slicing whole columns costs a fraction of a tuple per row regrouped in
+    Python (the profile of the COPY way, BENCHMARKS.md).
+    """
+    if not len(sid):
+        return {}
+    cuts = (np.flatnonzero(sid[1:] != sid[:-1]) + 1).tolist()
+    starts = [0, *cuts]
+    ends = [*cuts, len(sid)]
+    ids = sid[starts].tolist()
+    ts_l, values_l, flags_l = ts.tolist(), values.tolist(), flags.tolist()
+    return {
+        s: (ts_l[a:b], values_l[a:b], flags_l[a:b])
+        for s, a, b in zip(ids, starts, ends, strict=True)
+    }
 
 
 def _configure(conn: Conn) -> None:
@@ -446,7 +472,7 @@ class TimescaleStore(TimescaleAlertsMixin, TimescaleLogsMixin, TimescaleAuthMixi
         with self._transaction() as conn:
             plan.split(self._insert_batches(conn, plan))
             plan.build_rows(self._series_ids(conn, plan, new_series))
-            result = plan.finish(self._insert_readings(conn, plan))
+            result = plan.finish_by_series(self._insert_readings(conn, plan))
             result.logs = self._insert_logs(conn, plan.fresh)
             self._upsert_latest(conn, plan.latest_rows())
             self._upsert_seen(conn, plan)
@@ -493,10 +519,10 @@ class TimescaleStore(TimescaleAlertsMixin, TimescaleLogsMixin, TimescaleAuthMixi
                 ids[(device, metric)] = new_series[(device, metric)] = sid
         return ids
 
-    def _insert_readings(self, conn: Conn, plan: WritePlan) -> list[ReadingRow]:
+    def _insert_readings(self, conn: Conn, plan: WritePlan) -> dict[int, SeriesColumns]:
         # Step 3 of the module docstring: COPY straight in, or through staging.
         if not plan.ts:
-            return []
+            return {}
         if self._staged_left:
             self._staged_left -= 1
         else:
@@ -516,7 +542,9 @@ class TimescaleStore(TimescaleAlertsMixin, TimescaleLogsMixin, TimescaleAuthMixi
         self._ways["staged"] += 1
         return self._insert_staged(conn, plan)
 
-    def _copy_readings(self, conn: Conn, plan: WritePlan) -> list[ReadingRow] | None:
+    def _copy_readings(
+        self, conn: Conn, plan: WritePlan
+    ) -> dict[int, SeriesColumns] | None:
         # All rows are new if none hits the unique index; None if one does.
         ts = np.asarray(plan.ts, dtype=np.int64)
         sid = np.asarray(plan.series_ids, dtype=np.int32)
@@ -534,10 +562,9 @@ class TimescaleStore(TimescaleAlertsMixin, TimescaleLogsMixin, TimescaleAuthMixi
                 copy.write(data)
         except psycopg.errors.UniqueViolation:
             return None
-        columns = (sid.tolist(), ts.tolist(), values.tolist(), flags.tolist())
-        return list(zip(*columns, strict=True))
+        return _by_series(sid, ts, values, flags)
 
-    def _insert_staged(self, conn: Conn, plan: WritePlan) -> list[ReadingRow]:
+    def _insert_staged(self, conn: Conn, plan: WritePlan) -> dict[int, SeriesColumns]:
         data = copy_buffer(
             plan.ts, plan.series_ids, plan.values, plan.flags, with_ord=True
         )
@@ -545,7 +572,8 @@ class TimescaleStore(TimescaleAlertsMixin, TimescaleLogsMixin, TimescaleAuthMixi
             with cur.copy(_COPY_STAGING) as copy:
                 copy.write(data)
             cur.execute(_INSERT_STAGED)
-            return [(s, dt_to_us(t), v, f) for s, t, v, f in cur.fetchall()]
+            rows = [(s, dt_to_us(t), v, f) for s, t, v, f in cur.fetchall()]
+        return group_rows(rows)
 
     def _upsert_latest(self, conn: Conn, rows: Sequence[ReadingRow]) -> None:
         if not rows:
