@@ -19,8 +19,8 @@ from amqtt.session import Session
 class OpenAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt is untyped
     """Admit every client; its session persists if it asked for one."""
 
-    # TODO: replace by credential checks against the device registry once the
-    # API issue adds broker credentials and topic ACLs.
+    # Used with broker_auth = off only; hub/_amqtt_acl.py checks credentials
+    # and topic ACLs when it is on (and keeps sessions non-anonymous too).
 
     @dataclass
     class Config:

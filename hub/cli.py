@@ -243,7 +243,7 @@ def broker(host: str | None, port: int | None) -> None:
 
     settings = _settings(broker_host=host, broker_port=port)
     ensure_port_free(settings.broker_host, settings.broker_port, "--port")
-    asyncio.run(serve(settings.broker_host, settings.broker_port))
+    asyncio.run(serve(settings.broker_host, settings.broker_port, settings))
 
 
 @cli.group()
@@ -354,6 +354,93 @@ def retention(days: float) -> None:
         store.close()
     unit = "chunks" if store.kind == "timescaledb" else "readings"
     click.echo(f"dropped {removed} {unit} older than {days:g} days")
+
+
+@admin.command("broker-credential")
+@click.argument("kind", type=click.Choice(["gateway", "device", "service"]))
+@click.argument("ident")
+@click.option("--revoke", is_flag=True, help="Revoke it instead of issuing one.")
+@_reports_errors
+def broker_credential(kind: str, ident: str, revoke: bool) -> None:
+    """Issue (or rotate) a broker credential; the secret is printed once.
+
+    IDENT is the gateway's or device's id, or the service (hub, monitor, api).
+    """
+    from hub.security.broker_creds import PrincipalKind, issue, username_for
+    from hub.service import open_checked_store
+    from protocol.validate import now_us
+
+    principal = PrincipalKind(kind)
+    try:
+        username = username_for(principal, ident)
+    except ValueError as exc:
+        _fail(str(exc))
+    store: Any = open_checked_store(_settings())
+    try:
+        if revoke:
+            if not store.revoke_broker_credential(username, now_us()):
+                _fail(f"no active broker credential for user {username!r}")
+            click.echo(f"revoked broker user {username}")
+            return
+        made = issue(store, principal, ident)
+    finally:
+        store.close()
+    if made is None:
+        _fail(f"broker user {username!r} belongs to a principal of another kind")
+    click.echo(f"broker user {username}: secret {made[1]} (shown only now)")
+
+
+@admin.command("export-mosquitto")
+@click.option(
+    "--passwords",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Mosquitto password_file to write.",
+)
+@click.option(
+    "--acl",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Mosquitto acl_file to write.",
+)
+@_reports_errors
+def export_mosquitto(passwords: Path, acl: Path) -> None:
+    """Write Mosquitto's password and ACL files from the broker credentials.
+
+    The rules are those of the embedded broker with broker_auth = on; send
+    Mosquitto SIGHUP to reload them.
+    """
+    from hub.security.broker_acl import mosquitto_acl, mosquitto_passwords
+    from hub.service import open_checked_store
+
+    settings = _settings()
+    store: Any = open_checked_store(settings)
+    try:
+        creds = store.list_broker_credentials()
+    finally:
+        store.close()
+    reads = [a.filter for a in settings.adapters]
+    _write_private(passwords, mosquitto_passwords(creds), 0o640)
+    _write_private(acl, mosquitto_acl(creds, reads), 0o644)
+    active = sum(1 for c in creds if c.active)
+    click.echo(f"wrote {active} user(s) to {passwords} and {acl}")
+
+
+def _write_private(path: Path, text: str, mode: int) -> None:
+    # Replaced whole (a reloading Mosquitto never reads half a file), and
+    # created with its mode, never readable by others first.
+    import os
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        _fail(f"cannot write {str(path)!r}: {exc.strerror}")
 
 
 def _add_evaluate_command() -> None:

@@ -279,6 +279,19 @@ class HubSettings(BaseSettings):
         le=65535,
         description="port of the embedded broker",
     )
+    broker_auth: Literal["off", "on"] = Field(
+        default="off",
+        description="on: the embedded broker admits only clients with a broker "
+        "credential in the store and keeps each to its topics; off: it admits "
+        "every client (it listens on loopback by default)",
+    )
+    broker_auth_cache_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=300,
+        description="seconds the embedded broker trusts a credential it looked "
+        "up: rotation and revocation take effect within this time",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="level of the hub's log"
     )

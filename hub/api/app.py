@@ -11,7 +11,20 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from hub import const
-from hub.api import alerts, audit, auth, errors, live, users
+from hub.api import (
+    alerts,
+    audit,
+    auth,
+    data,
+    devices,
+    errors,
+    ingest,
+    live,
+    ops,
+    rules,
+    users,
+)
+from hub.api.credentials import router as credentials_router
 from hub.api.logs import router as logs_router
 from hub.api.routes import router
 from hub.config import HubSettings
@@ -54,10 +67,17 @@ def create_app(
     # The store is both a Store and an AuthStore (hub/storage/_*_auth.py).
     install_security(app, store, settings)  # type: ignore[arg-type]
     app.include_router(router)
+    # The v1 resources: registry writes, data, HTTP ingest, rules, ops.
+    app.include_router(devices.router)
+    app.include_router(data.router)
+    ingest.install(app, settings)
+    app.include_router(rules.router)
+    ops.install(app)
     app.include_router(logs_router)
     app.include_router(auth.router)
     app.include_router(users.router)
     app.include_router(audit.router)
+    app.include_router(credentials_router)
     app.state.alert_feed = live.AlertFeed(store, settings.api_stream_poll_s)
     app.include_router(alerts.router)
     alerts.mount_page(app)

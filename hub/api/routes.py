@@ -6,16 +6,18 @@ store call never blocks the event loop.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
 from hub import const
+from hub.api._paging import decode_cursor, encode_cursor, set_next
 from hub.api._time import parse_rfc3339
 from hub.api.errors import invalid, not_found
 from hub.api.schemas import (
@@ -31,7 +33,10 @@ from hub.metrics import IngestMetrics
 from hub.security.deps import require
 from hub.security.roles import Scope
 from hub.storage.base import Store
+from protocol.readings import Reading
 from protocol.validate import now_us
+
+_LOGGER = logging.getLogger(__name__)
 
 router = APIRouter()
 
@@ -134,18 +139,7 @@ def _hub_status(request: Request) -> dict[str, Any] | None:
     return status
 
 
-@router.get(
-    "/v1/devices",
-    response_model=list[DeviceOut],
-    tags=["devices"],
-    dependencies=_READ,
-)
-def list_devices(
-    store: StoreDep,
-    gateway: Annotated[str | None, Query(description="only this gateway's")] = None,
-) -> Any:
-    """Every device, ordered by id."""
-    return [DeviceOut.of(d) for d in store.list_devices(gateway)]
+# GET /v1/devices, with its filters and paging, is in hub/api/devices.py.
 
 
 @router.get(
@@ -169,18 +163,55 @@ def get_device(device_id: DeviceId, store: StoreDep) -> Any:
     dependencies=_READ,
 )
 def device_readings(
+    request: Request,
+    response: Response,
     device_id: DeviceId,
     store: StoreDep,
     from_: FromQ = None,
     to: ToQ = None,
     metric: Annotated[str | None, Query(description="only this metric")] = None,
     limit: Annotated[int, Query(ge=1, le=100_000, description="at most")] = 1000,
+    cursor: Annotated[
+        str | None, Query(description="X-Next-Cursor of the previous page")
+    ] = None,
 ) -> Any:
-    """Readings of a device in ``[from, to)``, oldest first."""
+    """Readings of a device in ``[from, to)``, oldest first (then by metric).
+
+    When more follow, the ``X-Next-Cursor`` header and a ``Link: rel="next"``
+    name the next page; the body stays a plain array.
+    """
     from_us, to_us = _window(from_, to)
+    after = decode_cursor(cursor, int, str) if cursor is not None else None
     _require_device(store, device_id)
-    rows = store.readings(device_id, metric, from_us, to_us, limit)
-    return [ReadingOut.of(r) for r in rows]
+    if after is None:
+        rows = store.readings(device_id, metric, from_us, to_us, limit + 1)
+    else:
+        rows = _readings_after(store, device_id, metric, after, to_us, limit)
+    page = rows[:limit]
+    last = page[-1] if len(rows) > limit else None
+    set_next(
+        request, response, encode_cursor(last.ts_us, last.metric) if last else None
+    )
+    return [ReadingOut.of(r) for r in page]
+
+
+def _readings_after(
+    store: Store,
+    device: str,
+    metric: str | None,
+    after: list[Any],
+    to_us: int | None,
+    limit: int,
+) -> list[Reading]:
+    # Up to one reading per metric shares the cursor's time: fetch that many
+    # more from it, and skip those up to the cursor's metric in the store's
+    # own order (its collation, which Python's str order need not match).
+    after_ts, after_metric = after
+    extra = 1 if metric is not None else max(1, len(store.latest(device)))
+    rows = store.readings(device, metric, after_ts, to_us, limit + 1 + extra)
+    same = [i for i, r in enumerate(rows) if r.ts_us == after_ts]
+    skip = next((i + 1 for i in same if rows[i].metric == after_metric), 0)
+    return rows[skip:]
 
 
 @router.get(

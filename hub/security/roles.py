@@ -8,10 +8,10 @@ token endpoint, RFC 6749 section 3.3).
 | role | scopes |
 | --- | --- |
 | admin | every scope |
-| operator | read, alerts:read, alerts:write |
+| operator | read, alerts:read, alerts:write, devices:write, rules:write |
 | viewer | read, alerts:read |
 | device | ingest |
-| integration | read, ingest |
+| integration | read, ingest, metrics |
 """
 
 from __future__ import annotations
@@ -45,14 +45,28 @@ class Scope(StrEnum):
     USERS_ADMIN = "users:admin"
     #: The audit log and its export.
     AUDIT_READ = "audit:read"
+    #: Register, change and delete devices and gateways.
+    DEVICES_WRITE = "devices:write"
+    #: Create, change and delete processor rules (reading them is ``read``).
+    RULES_WRITE = "rules:write"
+    #: Scrape ``/metrics`` (Prometheus, as a client asking for this scope).
+    METRICS = "metrics"
 
 
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     Role.ADMIN: frozenset(Scope),
-    Role.OPERATOR: frozenset({Scope.READ, Scope.ALERTS_READ, Scope.ALERTS_WRITE}),
+    Role.OPERATOR: frozenset(
+        {
+            Scope.READ,
+            Scope.ALERTS_READ,
+            Scope.ALERTS_WRITE,
+            Scope.DEVICES_WRITE,
+            Scope.RULES_WRITE,
+        }
+    ),
     Role.VIEWER: frozenset({Scope.READ, Scope.ALERTS_READ}),
     Role.DEVICE: frozenset({Scope.INGEST}),
-    Role.INTEGRATION: frozenset({Scope.READ, Scope.INGEST}),
+    Role.INTEGRATION: frozenset({Scope.READ, Scope.INGEST, Scope.METRICS}),
 }
 
 

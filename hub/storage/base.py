@@ -11,6 +11,7 @@ times, the loss accounting and the dead letters commit together or not at all.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -272,6 +273,50 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+        ...
+
+    # -- the API's registry writes and data figures (hub/storage/_*_data.py) --
+
+    def schema_versions(self) -> list[int]:
+        """The migration versions recorded as applied, in order (``/readyz``)."""
+        ...
+
+    def delete_device(self, device_id: str) -> bool:
+        """Remove a device from the registry (its readings stay); True if it was."""
+        ...
+
+    def create_gateway(self, gateway_id: str) -> bool:
+        """Register a gateway ahead of its data; False when it exists already.
+
+        Raises:
+            ValueError: an invalid gateway id.
+        """
+        ...
+
+    def delete_gateway(self, gateway_id: str) -> bool:
+        """Remove a gateway from the registry; return whether it was there."""
+        ...
+
+    def count_series(self, device: str, metric: str, from_us: int, to_us: int) -> int:
+        """How many readings one series has in ``[from_us, to_us)``."""
+        ...
+
+    def percentiles(
+        self,
+        device: str,
+        metric: str,
+        bucket_s: int,
+        from_us: int,
+        to_us: int,
+        quantiles: Sequence[float],
+        tz: str = "UTC",
+    ) -> list[tuple[int, list[float]]]:
+        """Continuous percentiles of each bucket's values, buckets as ``aggregate``.
+
+        Returns:
+            ``(bucket start µs, [one value per quantile])`` for every bucket
+            with readings, oldest first.
+        """
         ...
 
     # -- processors (hub/processors): rollups, rules, events -------------------

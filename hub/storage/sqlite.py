@@ -45,6 +45,8 @@ from hub.storage._common import (
 from hub.storage._migrations import load_migrations, pending
 from hub.storage._sqlite_alerts import SQLiteAlertsMixin
 from hub.storage._sqlite_auth import SQLiteAuthMixin
+from hub.storage._sqlite_creds import SQLiteCredsMixin
+from hub.storage._sqlite_data import SQLiteDataMixin
 from hub.storage._sqlite_logs import SQLiteLogsMixin
 from hub.storage.base import (
     Accounting,
@@ -179,7 +181,13 @@ SELECT {_BUCKET_FIGURES} FROM (
 """
 
 
-class SQLiteStore(SQLiteAlertsMixin, SQLiteLogsMixin, SQLiteAuthMixin):
+class SQLiteStore(
+    SQLiteAlertsMixin,
+    SQLiteLogsMixin,
+    SQLiteAuthMixin,
+    SQLiteDataMixin,
+    SQLiteCredsMixin,
+):
     """The embedded store: one SQLite file (or ``:memory:``).
 
     Safe to share between threads: one connection, one lock.

@@ -69,6 +69,8 @@ from hub.storage._common import (
 from hub.storage._migrations import load_migrations, pending
 from hub.storage._timescale_alerts import TimescaleAlertsMixin
 from hub.storage._timescale_auth import TimescaleAuthMixin
+from hub.storage._timescale_creds import TimescaleCredsMixin
+from hub.storage._timescale_data import TimescaleDataMixin
 from hub.storage._timescale_logs import TimescaleLogsMixin
 from hub.storage.base import (
     Accounting,
@@ -307,7 +309,13 @@ def _configure(conn: Conn) -> None:
     conn.execute(_CREATE_STAGING)
 
 
-class TimescaleStore(TimescaleAlertsMixin, TimescaleLogsMixin, TimescaleAuthMixin):
+class TimescaleStore(
+    TimescaleAlertsMixin,
+    TimescaleLogsMixin,
+    TimescaleAuthMixin,
+    TimescaleDataMixin,
+    TimescaleCredsMixin,
+):
     """The production store: TimescaleDB through psycopg 3.
 
     Safe to share between threads: every call takes a connection from the

@@ -34,6 +34,10 @@ READERS = frozenset({Role.ADMIN, Role.OPERATOR, Role.VIEWER, Role.INTEGRATION})
 ALERT_READERS = frozenset({Role.ADMIN, Role.OPERATOR, Role.VIEWER})
 ALERT_WRITERS = frozenset({Role.ADMIN, Role.OPERATOR})
 ADMIN = frozenset({Role.ADMIN})
+#: Registry writes and rule changes (scopes devices:write, rules:write).
+CONFIGURERS = frozenset({Role.ADMIN, Role.OPERATOR})
+INGESTERS = frozenset({Role.ADMIN, Role.DEVICE, Role.INTEGRATION})
+SCRAPERS = frozenset({Role.ADMIN, Role.INTEGRATION})
 
 EXPECTED: dict[tuple[str, str], Any] = {
     # Health, docs and the page itself (its data comes from the API).
@@ -56,6 +60,23 @@ EXPECTED: dict[tuple[str, str], Any] = {
     ("GET", "/v1/gateways"): READERS,
     ("GET", "/v1/gateways/{gateway_id}"): READERS,
     ("GET", "/v1/gateways/{gateway_id}/accounting"): READERS,
+    # v1 resources (hub/api/devices.py, data.py, ingest.py, rules.py, ops.py).
+    ("POST", "/v1/devices"): CONFIGURERS,
+    ("PATCH", "/v1/devices/{device_id}"): CONFIGURERS,
+    ("DELETE", "/v1/devices/{device_id}"): CONFIGURERS,
+    ("POST", "/v1/gateways"): CONFIGURERS,
+    ("DELETE", "/v1/gateways/{gateway_id}"): CONFIGURERS,
+    ("GET", "/v1/devices/{device_id}/buckets"): READERS,
+    ("GET", "/v1/devices/{device_id}/stats"): READERS,
+    ("GET", "/v1/stats"): READERS,
+    ("POST", "/v1/ingest"): INGESTERS,
+    ("GET", "/v1/rules"): READERS,
+    ("GET", "/v1/rules/{rule_id}"): READERS,
+    ("POST", "/v1/rules"): CONFIGURERS,
+    ("PUT", "/v1/rules/{rule_id}"): CONFIGURERS,
+    ("DELETE", "/v1/rules/{rule_id}"): CONFIGURERS,
+    ("GET", "/readyz"): PUBLIC,
+    ("GET", "/metrics"): SCRAPERS,
     # Alerts.
     ("GET", "/v1/alerts"): ALERT_READERS,
     ("GET", "/v1/alerts/stream"): ALERT_READERS,
@@ -81,6 +102,14 @@ EXPECTED: dict[tuple[str, str], Any] = {
     ("DELETE", "/v1/clients/{client_id}"): ADMIN,
     ("GET", "/v1/audit"): ADMIN,
     ("GET", "/v1/audit/export"): ADMIN,
+    # Broker credentials (hub/api/credentials.py).
+    ("GET", "/v1/broker/credentials"): ADMIN,
+    ("POST", "/v1/gateways/{gateway_id}/credentials"): ADMIN,
+    ("GET", "/v1/gateways/{gateway_id}/credentials"): ADMIN,
+    ("DELETE", "/v1/gateways/{gateway_id}/credentials"): ADMIN,
+    ("POST", "/v1/devices/{device_id}/credentials"): ADMIN,
+    ("GET", "/v1/devices/{device_id}/credentials"): ADMIN,
+    ("DELETE", "/v1/devices/{device_id}/credentials"): ADMIN,
 }
 #: People sign in with passwords; devices and integrations are clients.
 PEOPLE = (Role.ADMIN, Role.OPERATOR, Role.VIEWER)

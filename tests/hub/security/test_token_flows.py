@@ -47,7 +47,8 @@ def test_password_grant_answers_tokens(api: Api):
     assert r.headers["cache-control"] == "no-store"
     assert (body["token_type"], body["expires_in"]) == ("Bearer", 300)
     assert (
-        body["scope"] == "alerts:read alerts:write audit:read ingest read users:admin"
+        body["scope"] == "alerts:read alerts:write audit:read devices:write ingest "
+        "metrics read rules:write users:admin"
     )
     assert len(body["refresh_token"]) >= 43
     assert me.json()["name"] == "admin"
@@ -192,12 +193,12 @@ def test_client_credentials_basic_and_form(api: Api):
 
     assert basic.status_code == form.status_code == 200
     assert "refresh_token" not in basic.json()
-    assert basic.json()["scope"] == "ingest read"
+    assert basic.json()["scope"] == "ingest metrics read"
     assert me.json() | {"expires_at": None} == {
         "name": "erp",
         "role": "integration",
         "kind": "client",
-        "scopes": ["ingest", "read"],
+        "scopes": ["ingest", "metrics", "read"],
         "client": "erp",
         "expires_at": None,
     }
@@ -258,7 +259,7 @@ def test_role_change_applies_at_refresh(api: Api):
         api.store.update_user("op", role=Role.VIEWER)  # no sign-out from the store
         refreshed = _refresh(http, op["refresh_token"]).json()
 
-    assert op["scope"] == "alerts:read alerts:write read"
+    assert op["scope"] == "alerts:read alerts:write devices:write read rules:write"
     assert refreshed["scope"] == "alerts:read read"
 
 

@@ -20,6 +20,7 @@ def test_load_migrations_both_kinds_have_the_same_versions():
         (4, "alerts"),
         (5, "device_logs"),
         (6, "auth"),
+        (7, "broker_credentials"),
     ]
     assert [(m.version, m.name) for m in timescale] == expected
     assert [(m.version, m.name) for m in sqlite] == expected
