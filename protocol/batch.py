@@ -23,6 +23,7 @@ from protocol.const import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     FLAG_LATE,
     FLAG_SERVER_TIME,
+    MAX_SEQ,
     Notice,
     RejectReason,
 )
@@ -67,7 +68,7 @@ class _Header(BaseModel):
 
     v: int
     gw: GatewayId
-    seq: int = Field(ge=0)
+    seq: int = Field(ge=0, le=MAX_SEQ)
     sent: int
     late: bool = False
     series: list[Any]

@@ -20,6 +20,8 @@ DEFAULT_MAX_FUTURE_SKEW_S: Final = 300.0
 #: Readings stamped before this instant come from a clock that was never set.
 #: 2000-01-01T00:00:00Z in epoch microseconds.
 CLOCK_FLOOR_US: Final = 946_684_800_000_000
+#: The largest batch seq: the stores keep (gateway, seq) keys as 64-bit integers.
+MAX_SEQ: Final = 2**63 - 1
 
 GZIP_MAGIC: Final = b"\x1f\x8b"
 ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"

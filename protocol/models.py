@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from protocol.const import ID_PATTERN, PROTOCOL_VERSION
+from protocol.const import ID_PATTERN, MAX_SEQ, PROTOCOL_VERSION
 
 DeviceId = Annotated[str, StringConstraints(pattern=rf"^{ID_PATTERN}$")]
 GatewayId = DeviceId
@@ -69,7 +69,7 @@ class BatchEnvelope(_Wire):
 
     v: Literal[1] = PROTOCOL_VERSION
     gw: GatewayId
-    seq: int = Field(ge=0)
+    seq: int = Field(ge=0, le=MAX_SEQ)
     sent: int = Field(description="send time, epoch microseconds")
     late: bool = False
     series: list[SeriesColumns]

@@ -62,8 +62,6 @@ router = APIRouter(tags=["ingest"])
 INGEST_TOPIC = "http:/v1/ingest"
 #: Encodings a client may name; the body's magic bytes decide in the end.
 _ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "zstd"})
-#: Seqs are stored as 64-bit integers.
-_MAX_SEQ = 2**63 - 1
 _RETRY_AFTER_S = "5"
 
 IngestPrincipal = Annotated[Principal, Depends(require(Scope.INGEST))]
@@ -187,10 +185,6 @@ def _ingest(store: Store, request: Request, principal: Principal, body: bytes) -
     if decoded.item is None:
         return _refused(store, decoder, decoded.dead_letter)
     item = decoded.item
-    if item.seq is not None and item.seq > _MAX_SEQ:
-        raise ApiError(
-            422, "bad_envelope", f"seq: {item.seq} is over {_MAX_SEQ}", "seq"
-        )
     _check_device(principal, item)
     try:
         result = store.write([item])

@@ -98,6 +98,8 @@ def test_decode_batch_null_value_skipped():
         (_envelope([], v="1"), R.UNSUPPORTED_VERSION, "v"),
         (_envelope([], gw="bad id"), R.BAD_ENVELOPE, "gw"),
         (_envelope([], seq=-1), R.BAD_ENVELOPE, "seq"),
+        # Over a signed 64-bit integer: no store could key it.
+        (_envelope([], seq=2**63), R.BAD_ENVELOPE, "seq"),
         (_envelope({}), R.BAD_ENVELOPE, "series"),
         (b'{"v":1,"seq":1,"sent":1,"series":[]}', R.BAD_ENVELOPE, "gw"),
         (b"", R.EMPTY_PAYLOAD, ""),
