@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
 from pathlib import Path
@@ -42,7 +43,17 @@ def main(argv: list[str] | None = None) -> None:
 
     args.data_dir.mkdir(parents=True, exist_ok=True)
     _LOGGER.info("demo starting broker=%s speedup=%g", args.mqtt_url, args.speedup)
-    run_demo(args.mqtt_url, args.data_dir, args.speedup, stop)
+    # The broker login of the demo's gateway, when the broker checks logins
+    # (``streamflow up`` with broker_auth on): from the environment, never argv.
+    login = {
+        key: os.environ[var]
+        for key, var in (
+            ("username", "STREAMFLOW_DEMO_USERNAME"),
+            ("password", "STREAMFLOW_DEMO_PASSWORD"),
+        )
+        if var in os.environ
+    }
+    run_demo(args.mqtt_url, args.data_dir, args.speedup, stop, login)
     _LOGGER.info("demo stopped")
 
 

@@ -146,6 +146,42 @@ class FirstAdmin:
     generated: str | None = None
 
 
+def broker_logins(store: Store, demo: bool) -> dict[str, dict[str, str]]:
+    """Broker logins for the children of ``up`` when the broker checks them.
+
+    Each start issues new secrets (a rotation), handed to the children in
+    their environment only, so that no secret of ``up``'s is ever written
+    down. The demo's gateway gets one too.
+
+    Returns:
+        Per part (``hub``, ``monitor``, ``demo``), the variables to add.
+    """
+    from hub.security.broker_creds import PrincipalKind, issue
+
+    wanted = [
+        ("hub", PrincipalKind.SERVICE, "hub", "STREAMFLOW"),
+        ("monitor", PrincipalKind.SERVICE, "monitor", "STREAMFLOW"),
+    ]
+    if demo:
+        from simulators.replay import DEMO_GATEWAY
+
+        wanted.append(("demo", PrincipalKind.GATEWAY, DEMO_GATEWAY, "STREAMFLOW_DEMO"))
+    logins: dict[str, dict[str, str]] = {}
+    for part, kind, ident, prefix in wanted:
+        issued = issue(store, kind, ident)  # type: ignore[arg-type]
+        if issued is None:
+            raise ConfigError(
+                f"broker_auth: the user name of {ident!r} belongs to another "
+                "principal in the store"
+            )
+        record, secret = issued
+        logins[part] = {
+            f"{prefix}_USERNAME": record.username,
+            f"{prefix}_PASSWORD": secret,
+        }
+    return logins
+
+
 def first_admin(store: Store, settings: HubSettings) -> FirstAdmin:
     """Create the first admin (no user in the store yet) before the API starts.
 
@@ -309,6 +345,8 @@ class Supervisor:
         )
         self.children: list[_Child] = []
         self.admin = FirstAdmin(auth=s.auth.enabled)
+        #: Broker logins made for the children (broker_auth on): part -> env.
+        self._logins: dict[str, dict[str, str]] = {}
         self._stop = threading.Event()
         self._signal: str | None = None
 
@@ -402,7 +440,7 @@ class Supervisor:
     def start_hub(self) -> None:
         status_path = self.data_dir / const.STATUS_FILE_NAME
         status_path.unlink(missing_ok=True)
-        child = self._spawn("hub", self._python("hub.service"))
+        child = self._spawn("hub", self._python("hub.service"), self._logins.get("hub"))
         pid = child.proc.pid if child.proc else -1
         self._wait(child, lambda: _hub_connected(status_path, pid), "hub connected")
 
@@ -412,7 +450,9 @@ class Supervisor:
         status_path = self.data_dir / STATUS_FILE_NAME
         status_path.unlink(missing_ok=True)
         child = self._spawn(
-            "monitor", self._python("hub.monitor.service"), self._monitor_env()
+            "monitor",
+            self._python("hub.monitor.service"),
+            {**self._monitor_env(), **self._logins.get("monitor", {})},
         )
         pid = child.proc.pid if child.proc else -1
         # The monitor's status file has the hub's pid/connected/updated_us.
@@ -436,6 +476,7 @@ class Supervisor:
                 "--speedup",
                 str(self.opts.speedup),
             ],
+            self._logins.get("demo"),
         )
 
     # ---------------------------------------------------------------- run/stop
@@ -518,6 +559,8 @@ class Supervisor:
         store = open_checked_store(s)
         try:
             self.admin = first_admin(store, s)
+            if self.opts.embedded_broker and s.broker_auth == "on":
+                self._logins = broker_logins(store, self.opts.demo)
         finally:
             store.close()
 

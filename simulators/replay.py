@@ -22,10 +22,10 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from protocol.readings import Reading
 from protocol.validate import now_us
@@ -342,7 +342,11 @@ def replay_path(
 
 
 def run_demo(
-    hub_url: str, data_dir: Path, speedup: float, stop: threading.Event
+    hub_url: str,
+    data_dir: Path,
+    speedup: float,
+    stop: threading.Event,
+    settings: Mapping[str, Any] | None = None,
 ) -> None:
     """Replay the shipped Intel lab slices as a live site, until ``stop`` is set.
 
@@ -358,6 +362,8 @@ def run_demo(
         data_dir: the folder ``streamflow up`` keeps its data in.
         speedup: data seconds per wall second (above 0).
         stop: set it to end the demo.
+        settings: further edge agent settings (the broker login, when the
+            broker checks logins).
 
     Raises:
         ValueError: ``speedup`` is not above 0.
@@ -366,7 +372,7 @@ def run_demo(
     from simulators.gateways import EdgeGatewaySink
 
     options = ReplayOptions(speedup=speedup, timestamps=TimestampMode.NOW, loop=True)
-    sink = EdgeGatewaySink([DEMO_GATEWAY], hub_url, data_dir / "edge")
+    sink = EdgeGatewaySink([DEMO_GATEWAY], hub_url, data_dir / "edge", settings)
     segments = demo_segments()
     # A short wait for the last acks: what is not acked stays in the buffer
     # for the next start, and ``streamflow up`` gives the demo 10 s to stop.

@@ -365,3 +365,50 @@ def test_up_demo_scales_monitor_durations_by_speedup(tmp_path):
         "STREAMFLOW_MONITOR__INTERVAL_REFRESH_S": "5",
     }
     assert plain._monitor_env() == {}
+
+
+@pytest.mark.slow
+def test_up_demo_with_broker_auth_gives_each_part_its_login(tmp_path):
+    """broker_auth on: up issues logins for the hub, the monitor and the demo's
+    gateway; the broker admits them (the demo's readings are stored) and
+    refuses a client without one."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from hub.storage import open_store
+
+    api_port, mqtt_port = free_port(), free_port()
+    running = Up(
+        [*up_args(tmp_path, api_port, mqtt_port), "--demo"],
+        env={"STREAMFLOW_BROKER_AUTH": "on"},
+    )
+    try:
+        running.wait_ready(timeout=60)
+        store = open_store(f"sqlite:///{tmp_path / 'data' / 'streamflow.db'}")
+        try:
+            stored = wait_for(
+                lambda: store.count_readings(), timeout=60, what="demo readings"
+            )
+            users = {c.username for c in store.list_broker_credentials()}
+        finally:
+            store.close()
+
+        codes: list[Any] = []
+        anonymous = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="nobody")
+        anonymous.on_connect = lambda c, u, f, rc, p: codes.append(rc)
+        anonymous.connect("127.0.0.1", mqtt_port)
+        anonymous.loop_start()
+        try:
+            wait_for(lambda: codes, timeout=10, what="the CONNACK")
+        finally:
+            anonymous.loop_stop()
+            anonymous.disconnect()
+        running.proc.send_signal(signal.SIGINT)
+        _, err = running.finish(timeout=30)
+    finally:
+        running.kill()
+
+    assert stored > 0
+    assert {"svc@hub", "svc@monitor", "demo-gw"} <= users
+    assert codes[0].is_failure, codes
+    assert running.proc.returncode == 0, err
