@@ -21,7 +21,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from hub.api._time import format_us
-from hub.api.errors import OAuthError
+from hub.api.errors import (
+    ERROR_DESCRIPTIONS,
+    OAuthError,
+    OAuthErrorOut,
+    error_responses,
+)
 from hub.security.addresses import STATE_ADDRESS
 from hub.security.audit import STATE_REQUEST_ID, STATE_WHO
 from hub.security.deps import Principal, authenticate, security
@@ -40,6 +45,69 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"])
 _FORM = "application/x-www-form-urlencoded"
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _GRANTS = ("password", "client_credentials", "refresh_token")
+
+#: The form bodies, for the OpenAPI document (the routes read the form
+#: themselves, to answer its errors in RFC 6749's shape).
+_TOKEN_FORM = {
+    "type": "object",
+    "required": ["grant_type"],
+    "properties": {
+        "grant_type": {"type": "string", "enum": list(_GRANTS)},
+        "username": {"type": "string", "description": "grant_type=password"},
+        "password": {"type": "string", "description": "grant_type=password"},
+        "client_id": {"type": "string"},
+        "client_secret": {
+            "type": "string",
+            "description": "grant_type=client_credentials, or HTTP Basic",
+        },
+        "refresh_token": {
+            "type": "string",
+            "description": "grant_type=refresh_token",
+        },
+        "scope": {"type": "string", "examples": ["read alerts:read"]},
+    },
+}
+_REVOKE_FORM = {
+    "type": "object",
+    "required": ["token"],
+    "properties": {
+        "token": {"type": "string", "description": "a refresh or access token"},
+        "token_type_hint": {
+            "type": "string",
+            "enum": ["refresh_token", "access_token"],
+        },
+    },
+}
+
+
+def _form_body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {_FORM: {"schema": schema}},
+        }
+    }
+
+
+_OAUTH_ERRORS = error_responses(400, model=OAuthErrorOut)
+_TOKEN_ERRORS = {
+    **error_responses(400, 401, 429, model=OAuthErrorOut),
+    403: {
+        # access_denied (a client outside its networks) is RFC 6749's shape,
+        # ip_denied (the API's lists, before any route) the API's own.
+        "description": ERROR_DESCRIPTIONS[403],
+        "content": {
+            "application/json": {
+                "schema": {
+                    "anyOf": [
+                        {"$ref": "#/components/schemas/OAuthErrorOut"},
+                        {"$ref": "#/components/schemas/ErrorOut"},
+                    ]
+                }
+            }
+        },
+    },
+}
 
 
 class TokenOut(BaseModel):
@@ -78,6 +146,9 @@ def _field(form: FormData, name: str) -> str | None:
     if len(values) > 1:
         raise OAuthError(400, "invalid_request", f"{name} given more than once")
     value = values[0] if values else None
+    if isinstance(value, str) and "\x00" in value:
+        # No name, secret or token holds one; PostgreSQL cannot look it up.
+        raise OAuthError(400, "invalid_request", f"{name} holds a NUL character")
     return value if isinstance(value, str) and value != "" else None
 
 
@@ -100,7 +171,7 @@ def _basic(request: Request) -> tuple[str, str] | None:
             400, "invalid_request", "malformed Basic credentials"
         ) from None
     user, sep, secret = decoded.partition(":")
-    if not sep:
+    if not sep or "\x00" in decoded:
         raise OAuthError(400, "invalid_request", "malformed Basic credentials")
     # RFC 6749 section 2.3.1: both parts are form-urlencoded first.
     return unquote(user.replace("+", " ")), unquote(secret.replace("+", " "))
@@ -127,10 +198,8 @@ def _caller(request: Request) -> Caller:
 @router.post(
     "/token",
     response_model=TokenOut,
-    responses={
-        400: {"description": "RFC 6749 error"},
-        429: {"description": "throttled"},
-    },
+    responses=_TOKEN_ERRORS,
+    openapi_extra=_form_body(_TOKEN_FORM),
 )
 async def token(request: Request) -> Any:
     """Issue tokens: ``grant_type`` password, client_credentials or refresh_token."""
@@ -177,7 +246,13 @@ async def token(request: Request) -> Any:
     return JSONResponse(grant.body(), headers=_NO_STORE)
 
 
-@router.post("/revoke", status_code=200, response_class=Response)
+@router.post(
+    "/revoke",
+    status_code=200,
+    response_class=Response,
+    responses=_OAUTH_ERRORS,
+    openapi_extra=_form_body(_REVOKE_FORM),
+)
 async def revoke_token(request: Request) -> Response:
     """Revoke a refresh or access token's sign-in (RFC 7009); 200 even if unknown."""
     ctx = security(request)

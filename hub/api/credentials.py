@@ -21,7 +21,7 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 from hub.api._time import format_us
-from hub.api.errors import ApiError
+from hub.api.errors import ApiError, error_responses
 from hub.security.broker_creds import (
     BrokerCredential,
     BrokerCredStore,
@@ -124,6 +124,7 @@ def list_credentials(request: Request, _: Admin) -> Any:
     "/v1/gateways/{gateway_id}/credentials",
     response_model=CredentialOut,
     status_code=201,
+    responses=error_responses(409),
 )
 def issue_gateway(request: Request, gateway_id: GatewayId, _: Admin) -> Any:
     """Make or rotate a gateway's broker credential; the secret is shown once."""
@@ -150,6 +151,7 @@ def revoke_gateway(request: Request, gateway_id: GatewayId, _: Admin) -> Respons
     "/v1/devices/{device_id}/credentials",
     response_model=CredentialOut,
     status_code=201,
+    responses=error_responses(409),
 )
 def issue_device(request: Request, device_id: DeviceId, _: Admin) -> Any:
     """Make or rotate a device's broker credential; the secret is shown once."""

@@ -16,7 +16,7 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hub.api._time import format_us
-from hub.api.errors import ApiError, not_found
+from hub.api.errors import ApiError, error_responses, not_found
 from hub.security.config import Network, parse_networks
 from hub.security.context import SecurityContext
 from hub.security.deps import Principal, require, security
@@ -29,6 +29,8 @@ router = APIRouter(tags=["users"])
 
 _NAME = r"^[A-Za-z0-9_.@-]{1,64}$"
 Admin = Annotated[Principal, Depends(require(Scope.USERS_ADMIN))]
+#: 409: the name is taken, or the change would leave no enabled admin.
+_CONFLICT = error_responses(409)
 UserName = Annotated[str, PathParam(description="user name", examples=["ada"])]
 ClientId = Annotated[str, PathParam(description="client id", examples=["erp"])]
 
@@ -170,7 +172,7 @@ def list_users(request: Request, _: Admin) -> Any:
     return [UserOut.of(u) for u in security(request).store.list_users()]
 
 
-@router.post("/v1/users", response_model=UserOut, status_code=201)
+@router.post("/v1/users", response_model=UserOut, status_code=201, responses=_CONFLICT)
 def create_user(request: Request, body: UserIn, _: Admin) -> Any:
     """Create a user; 409 ``user_exists`` if the name is taken."""
     ctx = security(request)
@@ -193,7 +195,7 @@ def get_user(request: Request, name: UserName, _: Admin) -> Any:
     return UserOut.of(user)
 
 
-@router.patch("/v1/users/{name}", response_model=UserOut)
+@router.patch("/v1/users/{name}", response_model=UserOut, responses=_CONFLICT)
 def update_user(request: Request, name: UserName, body: UserPatch, _: Admin) -> Any:
     """Change a user's role, password or disabled flag; ends their sign-ins."""
     ctx = security(request)
@@ -220,7 +222,12 @@ def update_user(request: Request, name: UserName, body: UserPatch, _: Admin) -> 
     return UserOut.of(updated)
 
 
-@router.delete("/v1/users/{name}", status_code=204, response_class=Response)
+@router.delete(
+    "/v1/users/{name}",
+    status_code=204,
+    response_class=Response,
+    responses=_CONFLICT,
+)
 def delete_user(request: Request, name: UserName, _: Admin) -> Response:
     """Delete a user and end their sign-ins."""
     ctx = security(request)
@@ -243,7 +250,9 @@ def list_clients(request: Request, _: Admin) -> Any:
     return [ClientOut.of(c) for c in security(request).store.list_clients()]
 
 
-@router.post("/v1/clients", response_model=ClientOut, status_code=201)
+@router.post(
+    "/v1/clients", response_model=ClientOut, status_code=201, responses=_CONFLICT
+)
 def create_client(request: Request, body: ClientIn, _: Admin) -> Any:
     """Create a client; the answer holds its secret, shown this once."""
     ctx = security(request)

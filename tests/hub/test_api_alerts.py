@@ -429,8 +429,8 @@ def test_page_and_static_files_served(client):
 
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
-    assert '<script src="/static/app.js"' in page.text
-    for name in ("app.js", "style.css"):
+    assert '<script type="module" src="/static/app.js"' in page.text
+    for name in ("app.js", "api.js", "style.css"):
         assert client.get(f"/static/{name}").status_code == 200
 
 
