@@ -466,6 +466,15 @@ def _add_simulator_commands() -> None:
 _add_simulator_commands()
 
 
+def _add_alerts_commands() -> None:
+    from hub.cli_alerts import alerts
+
+    cli.add_command(alerts, "alerts")
+
+
+_add_alerts_commands()
+
+
 def _add_bench_command() -> None:
     # The benchmark suite lives beside the packages (benchmarks/); an install
     # without it simply has no ``bench``. Imported by name, like the

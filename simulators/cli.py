@@ -33,6 +33,7 @@ from simulators.errors import DatasetError, SimulatorError
 from simulators.fleet import FaultRates, FleetSpec
 from simulators.fleet import simulate as simulate_fleet
 from simulators.gateways import EdgeGatewaySink, gateway_ids
+from simulators.http_sink import HttpIngestSink, api_options, make_http_sink
 from simulators.load import (
     LoadDisplay,
     LoadGenerator,
@@ -53,7 +54,7 @@ from simulators.timeline import TimestampMode
 
 _LOGGER = logging.getLogger(__name__)
 
-_VIA = click.Choice(["edge", "mqtt"])
+_VIA = click.Choice(["edge", "mqtt", "http"])
 _RATES = FaultRates()
 
 
@@ -135,6 +136,8 @@ def _make_sink(
         _StartError: with ``--via edge``, nothing listens at ``hub_url`` (the
             agents would only retry, so the run would wait for nothing).
     """
+    if via == "http":
+        return make_http_sink(gateways)
     if via == "mqtt":
         return MqttSensorSink(
             mqtt_url, client_id=client_id, username=username, password=password
@@ -160,8 +163,10 @@ def _common(func: Any) -> Any:
             default="edge",
             show_default=True,
             help="edge: through in-process edge agents to the hub's broker; "
-            "mqtt: publish as plain JSON sensors to --mqtt-url",
+            "mqtt: publish as plain JSON sensors to --mqtt-url; "
+            "http: POST batch envelopes to --api-url/v1/ingest",
         ),
+        *api_options(),
         click.option(
             "--hub-url",
             default="mqtt://127.0.0.1:1883",
@@ -309,6 +314,8 @@ def replay(
             raise _StartError(str(exc)) from exc
         raise click.ClickException(str(exc)) from exc
     click.echo(summary.line())
+    if isinstance(sink.sink, HttpIngestSink):
+        click.echo(sink.sink.counts.line())
 
 
 @click.command("simulate")
@@ -434,6 +441,9 @@ def simulate(
     readings/s, acks, lag and connected gateways, and a final summary.
     """
     show = sys.stderr.isatty() if progress is None else progress
+    if (load_mode or ramps) and via == "http":
+        # TODO: load mode over HTTP; LoadGenerator's probes know brokers only.
+        raise click.UsageError("--load and --ramp need --via edge or mqtt")
     if load_mode or ramps:
         plan = _load_plan(
             gateways, devices, interval, seed, duration, count, ramps, ramp_time, drain
@@ -469,7 +479,7 @@ def simulate(
         username,
         password,
     )
-    if isinstance(sink, EdgeGatewaySink):
+    if isinstance(sink, EdgeGatewaySink | HttpIngestSink):
         # The fleet knows which gateway each device sits behind.
         sink.assignment.update({dev: gw for gw, dev in spec.device_ids()})
     try:
@@ -483,6 +493,8 @@ def simulate(
     finally:
         sink.close()
     click.echo(result.summary.line())
+    if isinstance(sink, HttpIngestSink):
+        click.echo(sink.counts.line())
     kinds = Counter(event.kind for event in result.faults)
     click.echo(
         "faults injected: "

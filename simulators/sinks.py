@@ -9,6 +9,8 @@ A :class:`Sink` takes lists of readings in time order. Two kinds exist:
   restart loses nothing the client has not had acknowledged.
 - :class:`simulators.gateways.EdgeGatewaySink` runs real edge agents in this
   process and submits the readings to them.
+- :class:`simulators.http_sink.HttpIngestSink` POSTs batch envelopes to the
+  API's ``/v1/ingest``, one gateway id per simulated gateway (``--via http``).
 """
 
 from __future__ import annotations
