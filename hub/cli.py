@@ -120,7 +120,7 @@ def cli(ctx: click.Context, config: Path | None, verbose: int) -> None:
 @click.option("--demo", is_flag=True, help="Also replay the Intel lab demo data.")
 @click.option(
     "--speedup",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=60.0,
     show_default=True,
     help="Demo replay speed: data seconds per wall second (60: an hour a minute).",
@@ -136,7 +136,7 @@ def up(
     demo: bool,
     speedup: float,
 ) -> None:
-    """Run broker, hub and API together on this machine (Ctrl-C stops)."""
+    """Run broker, hub, monitor and API together on this machine (Ctrl-C stops)."""
     from edge_agent.lock import DataDirInUse
     from hub.up import UpOptions, run_up
 

@@ -559,6 +559,15 @@ class Supervisor:
         store = open_checked_store(s)
         try:
             self.admin = first_admin(store, s)
+            if self.admin.generated:
+                # Now, not only in the banner: should a part fail to start,
+                # the banner never comes, and the password is shown once.
+                print(
+                    f"streamflow: first start: created user 'admin' with password "
+                    f"{self.admin.generated} (shown only at this start; "
+                    f"{ADMIN_PASSWORD_ENV} chooses it)",
+                    flush=True,
+                )
             if self.opts.embedded_broker and s.broker_auth == "on":
                 self._logins = broker_logins(store, self.opts.demo)
         finally:

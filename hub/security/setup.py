@@ -115,6 +115,9 @@ def ensure_admin(
     # Two API processes starting together: only the one that inserts prints.
     if not ctx.store.create_user(user):
         return False
+    if password:
+        _LOGGER.info("first admin created user=%s", ADMIN_NAME)
+        return True
     if given:
         _LOGGER.info(
             "first admin created user=%s from %s", ADMIN_NAME, ADMIN_PASSWORD_ENV

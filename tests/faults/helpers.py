@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import struct
 import subprocess
 import sys
+import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -239,3 +243,186 @@ class DelayProxy:
         asyncio.run_coroutine_threadsafe(shut(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+
+#: SO_LINGER on, 0 s: a close sends RST at once instead of FIN.
+_LINGER_ZERO = struct.pack("ii", 1, 0)
+
+
+class _Link:
+    """One proxied connection: the client's socket and the server's, if any."""
+
+    def __init__(self, client: socket.socket, upstream: socket.socket | None) -> None:
+        self.client = client
+        self.upstream = upstream
+        #: In the black hole: read and drop everything, pass nothing on.
+        self.holed = False
+        #: Reset by a cut: the pumps end without touching the other side.
+        self.dead = False
+        self.pumps = 2 if upstream is not None else 1
+        self.sockets = [s for s in (client, upstream) if s is not None]
+
+
+class CuttableProxy:
+    """A TCP proxy on 127.0.0.1 whose network a test can cut and restore.
+
+    Like ``tests/web/server.py``'s proxy, one thread per direction of each
+    connection, but a cut is a network fault, not a polite close:
+
+    - :meth:`cut` ``("refuse")`` resets every open connection (RST: SO_LINGER
+      0) and closes the listener, so that connects are refused until
+      :meth:`restore` listens again on the same port;
+    - :meth:`cut` ``("blackhole")`` forwards nothing any more, either way, and
+      tells neither side: open connections go silent, new ones are accepted
+      and what they send is dropped. Only a keepalive or a time-out of the
+      client can notice. :meth:`restore` resets every connection that was in
+      the hole (their streams lost bytes, as a peer that timed out would).
+
+    Args:
+        upstream: (host, port) of the server.
+    """
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.mode = "open"
+        #: accepted, reset (by a cut or a restore), holed_new (accepted in the
+        #: hole), hole_client_closed (a client ended its side while in the
+        #: hole: it noticed the silence by itself).
+        self.stats: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._links: set[_Link] = set()
+        self._threads: list[threading.Thread] = []
+        self._listener: socket.socket = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._accepter = self._start(self._accept, "cut-proxy-accept", self._listener)
+
+    @property
+    def url(self) -> str:
+        """The proxy's ``mqtt://`` URL."""
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def _start(self, target: Any, name: str, *args: Any) -> threading.Thread:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+        return thread
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # the listener was shut (a refusing cut, or close)
+            self.stats["accepted"] += 1
+            if self.mode == "blackhole":
+                link = _Link(client, None)
+                link.holed = True
+                self.stats["holed_new"] += 1
+            else:
+                try:
+                    upstream = socket.create_connection(self.upstream, timeout=5)
+                except OSError:
+                    client.close()
+                    continue
+                upstream.settimeout(None)
+                link = _Link(client, upstream)
+            with self._lock:
+                if self.mode in ("refuse", "closed"):
+                    # Cut while this one was being accepted: it goes too.
+                    for sock in link.sockets:
+                        sock.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO
+                        )
+                        sock.close()
+                    continue
+                link.holed = link.holed or self.mode == "blackhole"
+                self._links.add(link)
+            self._start(self._pump, "cut-proxy-up", link, client, link.upstream)
+            if link.upstream is not None:
+                self._start(self._pump, "cut-proxy-down", link, link.upstream, client)
+
+    def _pump(self, link: _Link, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                if link.holed or link.dead:
+                    continue  # into the hole
+                dst.sendall(data)
+        except OSError:
+            pass
+        with self._lock:
+            if link.holed and not link.dead and src is link.client:
+                self.stats["hole_client_closed"] += 1
+            link.pumps -= 1
+            last = link.pumps == 0
+            if not (link.dead or link.holed):
+                # A peer closed in the open: close the other side too (an
+                # MQTT session needs no half-close).
+                link.dead = True
+                for sock in link.sockets:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+            if last:
+                self._links.discard(link)
+        if last:
+            for sock in link.sockets:
+                sock.close()
+
+    def _reset(self, link: _Link) -> None:
+        """RST both sides of a link (with the lock held); its pumps end."""
+        if link.dead:
+            return
+        link.dead = True
+        self.stats["reset"] += 1
+        for sock in link.sockets:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+                # SHUT_RD wakes the pump in recv() and sends nothing; the
+                # close after it, with linger 0, sends the RST.
+                sock.shutdown(socket.SHUT_RD)
+
+    def cut(self, mode: str) -> None:
+        """Cut the network: ``refuse`` or ``blackhole`` (see the class)."""
+        if mode not in ("refuse", "blackhole") or self.mode != "open":
+            raise ValueError(f"cannot cut with mode={mode!r} while {self.mode}")
+        with self._lock:
+            self.mode = mode
+            for link in list(self._links):
+                if mode == "refuse":
+                    self._reset(link)
+                else:
+                    link.holed = True
+        if mode == "refuse":
+            self._close_listener()
+
+    def restore(self) -> None:
+        """End the cut: listen again, reset what was in the hole."""
+        if self.mode == "refuse":
+            # SO_REUSEADDR (create_server's default): the same port again.
+            self._listener = socket.create_server(("127.0.0.1", self.port))
+            self._accepter = self._start(
+                self._accept, "cut-proxy-accept", self._listener
+            )
+        with self._lock:
+            self.mode = "open"
+            for link in list(self._links):
+                if link.holed:
+                    self._reset(link)
+
+    def _close_listener(self) -> None:
+        # shutdown, not close, is what wakes a thread blocked in accept().
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._accepter.join(5)
+        self._listener.close()
+
+    def close(self) -> None:
+        """Stop listening, reset every connection, join the threads."""
+        if self.mode != "refuse":
+            self.mode = "closed"
+            self._close_listener()
+        self.mode = "closed"
+        with self._lock:
+            for link in list(self._links):
+                self._reset(link)
+        for thread in self._threads:
+            thread.join(5)

@@ -229,6 +229,16 @@ def test_pick_device_names_one_with_readings(devices, with_readings, expected):
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize("speedup", ["0", "-5"])
+def test_up_speedup_not_above_zero_exits_2(runner, data_env, speedup):
+    """--speedup must be above 0: refused before anything starts."""
+    result = runner.invoke(cli, ["up", "--demo", "--speedup", speedup])
+
+    assert result.exit_code == 2
+    assert "--speedup" in result.stderr
+    assert f"{float(speedup)} is not in the range x>0" in result.stderr
+
+
 def test_up_child_failing_at_start_is_one_line_exit_2(tmp_path):
     """A hub that cannot reach --mqtt-url: one line with its cause, exit 2."""
     logs = tmp_path / "data" / "logs"
@@ -246,7 +256,12 @@ def test_up_child_failing_at_start_is_one_line_exit_2(tmp_path):
 
     errors = [line for line in err.splitlines() if " INFO " not in line]
     assert running.proc.returncode == 2
-    assert lines == []
+    # The first admin's password is shown before the parts start, so that a
+    # start that fails does not lose it (the banner never comes then).
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        "streamflow: first start: created user 'admin' with password "
+    )
     assert errors == [
         f"streamflow: error: hub exited with code 2 while starting: cannot connect "
         f"to the MQTT broker at mqtt://127.0.0.1:{port}: [Errno 111] Connection "
