@@ -29,16 +29,13 @@ from paho.mqtt.client import (
     DisconnectFlags,
     MQTTMessage,
     MQTTMessageInfo,
-    MQTTv5,
-    MQTTv311,
 )
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from hub import const
 from hub._errors import BrokerUnreachable, ConfigError, StoreUnreachable
+from hub._mqtt import connect, make_client
 from hub.config import HubSettings, redact_url
 from hub.ingest import IngestPipeline
 from hub.metrics import IngestMetrics
@@ -173,28 +170,7 @@ class HubService:
         return [prefix + f for f in self.pipeline.filters]
 
     def _make_client(self) -> Client:
-        s = self.settings
-        v5 = s.mqtt_version == "5"
-        client = Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=s.client_id,
-            # MQTT 5 sets clean_start at connect instead.
-            clean_session=None if v5 else False,
-            protocol=MQTTv5 if v5 else MQTTv311,
-            manual_ack=True,
-        )
-        if s.mqtt_username is not None:
-            client.username_pw_set(s.mqtt_username, s.mqtt_password)
-        if s.mqtt_tls:
-            client.tls_set(
-                ca_certs=str(s.tls.ca_file) if s.tls.ca_file else None,
-                certfile=str(s.tls.cert_file) if s.tls.cert_file else None,
-                keyfile=str(s.tls.key_file) if s.tls.key_file else None,
-            )
-            client.tls_insecure_set(s.tls.insecure)
-        client.reconnect_delay_set(
-            const.RECONNECT_MIN_DELAY_S, const.RECONNECT_MAX_DELAY_S
-        )
+        client = make_client(self.settings, self.settings.client_id, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -213,20 +189,8 @@ class HubService:
         if self.processors is not None:
             self.processors.start()
         self.pipeline.start()
-        s = self.settings
         try:
-            if s.mqtt_version == "5":
-                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-                props.SessionExpiryInterval = const.SESSION_EXPIRY_S
-                self._client.connect(
-                    s.mqtt_host,
-                    s.mqtt_port,
-                    const.KEEPALIVE_S,
-                    clean_start=False,
-                    properties=props,
-                )
-            else:
-                self._client.connect(s.mqtt_host, s.mqtt_port, const.KEEPALIVE_S)
+            connect(self._client, self.settings)
         except OSError as exc:  # refused, unknown host, timed out
             self.pipeline.stop(0)
             self._stop_processors(0)

@@ -38,17 +38,14 @@ from paho.mqtt.client import (
     ConnectFlags,
     DisconnectFlags,
     MQTTMessage,
-    MQTTv5,
-    MQTTv311,
 )
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
 from hub import const
 from hub._errors import BrokerUnreachable
+from hub._mqtt import connect, make_client
 from hub.alerts.dispatch import Dispatcher
 from hub.alerts.downlink import DOWNLINK_QOS, downlink_for
 from hub.alerts.lifecycle import AlertEngine, Signal, signal_from_event
@@ -187,26 +184,7 @@ class MonitorService:
         return self._ready.is_set() and self._client.is_connected()
 
     def _make_client(self) -> Client:
-        s = self.settings
-        v5 = s.mqtt_version == "5"
-        client = Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.config.client_id,
-            clean_session=None if v5 else False,
-            protocol=MQTTv5 if v5 else MQTTv311,
-        )
-        if s.mqtt_username is not None:
-            client.username_pw_set(s.mqtt_username, s.mqtt_password)
-        if s.mqtt_tls:
-            client.tls_set(
-                ca_certs=str(s.tls.ca_file) if s.tls.ca_file else None,
-                certfile=str(s.tls.cert_file) if s.tls.cert_file else None,
-                keyfile=str(s.tls.key_file) if s.tls.key_file else None,
-            )
-            client.tls_insecure_set(s.tls.insecure)
-        client.reconnect_delay_set(
-            const.RECONNECT_MIN_DELAY_S, const.RECONNECT_MAX_DELAY_S
-        )
+        client = make_client(self.settings, self.config.client_id)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
@@ -252,20 +230,8 @@ class MonitorService:
         )
 
     def _connect(self, timeout_s: float) -> None:
-        s = self.settings
         try:
-            if s.mqtt_version == "5":
-                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-                props.SessionExpiryInterval = const.SESSION_EXPIRY_S
-                self._client.connect(
-                    s.mqtt_host,
-                    s.mqtt_port,
-                    const.KEEPALIVE_S,
-                    clean_start=False,
-                    properties=props,
-                )
-            else:
-                self._client.connect(s.mqtt_host, s.mqtt_port, const.KEEPALIVE_S)
+            connect(self._client, self.settings)
         except OSError as exc:
             raise BrokerUnreachable(
                 self.broker, str(exc) or type(exc).__name__
