@@ -35,6 +35,8 @@ pytestmark = [
     pytest.mark.broker,
     pytest.mark.db,
     pytest.mark.slow,
+    # It restarts the PostgreSQL server every other test shares.
+    pytest.mark.serial,
 ]
 
 SEED = fault_seed(20040308)
