@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -48,8 +47,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 #: Examples per operation and generation mode (positive, negative); set
 #: STREAMFLOW_TEST_FUZZ_EXAMPLES for a longer run by hand.
 EXAMPLES = int(os.environ.get("STREAMFLOW_TEST_FUZZ_EXAMPLES", "12"))
-#: Longest one example (one request) may take before it counts as a failure.
-DEADLINE = timedelta(seconds=3)
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -139,7 +136,9 @@ def _fuzz(live: Live, operation: Any, mode: GenerationMode, token: str) -> None:
     @given(case=operation.as_strategy(generation_mode=mode), data=st.data())
     @settings(
         max_examples=EXAMPLES,
-        deadline=DEADLINE,
+        # No deadline: a slow answer on a busy machine is not a failure (speed
+        # is the benchmarks' business); each request's own timeout bounds it.
+        deadline=None,
         database=None,
         derandomize=True,
         # No shrinking: a failure is reported as found, within the bound.
@@ -174,10 +173,13 @@ def test_schemathesis_finds_nothing_and_every_request_is_audited(live: Live):
             except Unsatisfiable:
                 # Nothing to make invalid: no parameters and no body.
                 assert mode is GenerationMode.NEGATIVE, operation.label
+            except BaseExceptionGroup as group:
+                # The group's own text hides its causes (hypothesis' Flaky).
+                causes = "; ".join(repr(e) for e in group.exceptions)
+                text = f"{group}: {causes}"
+                failures[f"{operation.label} ({mode.value})"] = text[:2000]
             except Exception as exc:  # reported below, all at once
                 failures[f"{operation.label} ({mode.value})"] = str(exc)[:2000]
-            except BaseExceptionGroup as group:
-                failures[f"{operation.label} ({mode.value})"] = str(group)[:2000]
 
     report = "\n\n".join(f"== {label}\n{text}" for label, text in failures.items())
     assert not failures, f"{len(failures)} operations failed:\n{report}"

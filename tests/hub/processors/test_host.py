@@ -191,7 +191,9 @@ def test_host_full_queue_leaves_a_write_unprocessed_and_counts_it(store, caplog)
     host.stop(5)
 
     assert host.figures()["dropped_writes"] == 1
-    assert caplog.messages == [
+    # Only the errors: what else is captured depends on the logging level
+    # an earlier test in the same worker left behind.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
         "processors behind, write left unprocessed series=1 readings=1 queue_max=1"
     ]
 
