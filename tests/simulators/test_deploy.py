@@ -20,7 +20,7 @@ from protocol.readings import Reading
 from simulators.errors import SinkError
 from simulators.sinks import MqttSensorSink
 from tests.fix_brokers import mosquitto_binary
-from tests.services import free_port, wait_port
+from tests.services import free_port, missing_service, wait_port
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 CONF = DEPLOY / "mosquitto" / "streamflow.conf"
@@ -84,7 +84,7 @@ class SiteBroker:
 def site_broker():
     """A running site broker with one user, sensor-1."""
     if shutil.which("mosquitto_passwd") is None:
-        pytest.skip("mosquitto_passwd not installed")
+        missing_service("mosquitto_passwd (apt-get install mosquitto)")
     # Not pytest's tmp_path: its parents are mode 0700, and Mosquitto started
     # as root drops to the mosquitto user, which could not read its files.
     with tempfile.TemporaryDirectory(prefix="sf-site-broker-") as workdir:
@@ -181,7 +181,7 @@ def test_site_config_disconnects_oversized_packet(site_broker):
 def test_edge_unit_verifies(tmp_path):
     """systemd-analyze verify accepts the unit (with an ExecStart that exists)."""
     if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze not installed")
+        missing_service("systemd-analyze (apt-get install systemd)")
     text = _sub_once(UNIT.read_text(), r"^ExecStart=.*$", "ExecStart=/bin/true")
     unit = tmp_path / "streamflow-edge.service"
     unit.write_text(text)
