@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hub.storage.base import Accounting, DeviceInfo, IngestItem, WriteResult
 from protocol.const import Notice
+from protocol.models import GatewayState
 from protocol.readings import SeriesBlock
 from protocol.topics import check_id, is_valid_id
 
@@ -159,16 +160,46 @@ def dropped_increase(
     return increase, resets
 
 
-def merged_counters(
-    previous: Mapping[str, int], current: Mapping[str, int]
-) -> dict[str, int]:
-    """The cumulative counters to keep after a state: a reason left out stays.
+@dataclass(frozen=True, slots=True)
+class GatewayCounters:
+    """What one gateway state changes in the store's edge counters.
+
+    Attributes:
+        dropped: the cumulative drop counters to keep.
+        rejected: the cumulative edge reject counters to keep.
+        accounting: the rows to add, ``(hour, "gateway", gw, kind, reason, n)``.
+        resets: the drop reasons whose counter was reset (logged).
+    """
+
+    dropped: dict[str, int]
+    rejected: dict[str, int]
+    accounting: list[tuple[int, str, str, str, str, int]]
+    resets: list[str]
+
+
+def gateway_counters(
+    state: GatewayState,
+    dropped_before: Mapping[str, int],
+    rejected_before: Mapping[str, int],
+    received_us: int,
+) -> GatewayCounters:
+    """The increases a gateway state brings, and the counters to keep after it.
 
     A state that names no counter for a reason knows nothing of it (the will
-    carries none at all), so its previous value is kept as the baseline;
-    otherwise the next state would count all of that reason's drops again.
+    carries none at all), so that reason's previous value stays the baseline;
+    otherwise the next state would count all of its drops again.
     """
-    return {**previous, **current}
+    increase, resets = dropped_increase(dropped_before, state.dropped)
+    rejected, _ = dropped_increase(rejected_before, state.rejected)
+    bucket, gw = hour_of(received_us), state.gw
+    rows = [(bucket, "gateway", gw, "dropped", r, n) for r, n in increase.items()]
+    rows += [(bucket, "gateway", gw, "rejected", r, n) for r, n in rejected.items()]
+    return GatewayCounters(
+        dropped={**dropped_before, **state.dropped},
+        rejected={**rejected_before, **state.rejected},
+        accounting=rows,
+        resets=resets,
+    )
 
 
 def accounting_from_rows(rows: Iterable[tuple[str, str, int]]) -> Accounting:

@@ -35,10 +35,9 @@ from hub.storage._common import (
     WritePlan,
     accounting_from_rows,
     bucket_spec,
-    dropped_increase,
+    gateway_counters,
     hour_of,
     local_day_bounds,
-    merged_counters,
     nfc,
     normalize_device,
 )
@@ -443,15 +442,12 @@ class SQLiteStore(
                 " ON CONFLICT (id) DO NOTHING",
                 (gw, received_us, received_us),
             )
-            before, before_rejected = cur.execute(
+            dropped, rejected = cur.execute(
                 "SELECT dropped, edge_rejected FROM gateways WHERE id = ?", (gw,)
             ).fetchone()
-            before, before_rejected = (
-                orjson.loads(before),
-                orjson.loads(before_rejected),
+            counters = gateway_counters(
+                state, orjson.loads(dropped), orjson.loads(rejected), received_us
             )
-            increase, resets = dropped_increase(before, state.dropped)
-            rejected, _ = dropped_increase(before_rejected, state.rejected)
             cur.execute(
                 _UPDATE_GATEWAY_STATE,
                 {
@@ -459,10 +455,8 @@ class SQLiteStore(
                     "agent": state.agent,
                     "readings": state.buffer.readings,
                     "bytes": state.buffer.bytes,
-                    "dropped": _dumps(merged_counters(before, state.dropped)),
-                    "rejected": _dumps(
-                        merged_counters(before_rejected, state.rejected)
-                    ),
+                    "dropped": _dumps(counters.dropped),
+                    "rejected": _dumps(counters.rejected),
                     "seen": received_us,
                     "gw": gw,
                 },
@@ -471,16 +465,8 @@ class SQLiteStore(
                 cur.execute(
                     "UPDATE devices SET online = 0 WHERE gateway = ? AND online", (gw,)
                 )
-            bucket = hour_of(received_us)
-            cur.executemany(
-                _ADD_ACCOUNTING,
-                [(bucket, "gateway", gw, "dropped", r, n) for r, n in increase.items()]
-                + [
-                    (bucket, "gateway", gw, "rejected", r, n)
-                    for r, n in rejected.items()
-                ],
-            )
-        for reason in resets:
+            cur.executemany(_ADD_ACCOUNTING, counters.accounting)
+        for reason in counters.resets:
             _LOGGER.info("edge drop counter reset gateway=%s reason=%s", gw, reason)
 
     def upsert_device(self, device: DeviceInfo) -> None:

@@ -56,11 +56,10 @@ from hub.storage._common import (
     WritePlan,
     accounting_from_rows,
     bucket_spec,
-    dropped_increase,
     dt_to_us,
+    gateway_counters,
     group_rows,
     hour_of,
-    merged_counters,
     nfc,
     normalize_device,
     opt_dt_to_us,
@@ -672,9 +671,9 @@ class TimescaleStore(
                 "SELECT dropped, edge_rejected FROM gateways WHERE id = %s FOR UPDATE",
                 [gw],
             ).fetchone()
-            before, before_rejected = (row[0], row[1]) if row else ({}, {})
-            increase, resets = dropped_increase(before, state.dropped)
-            rejected, _ = dropped_increase(before_rejected, state.rejected)
+            counters = gateway_counters(
+                state, row[0] if row else {}, row[1] if row else {}, received_us
+            )
             conn.execute(
                 _UPDATE_GATEWAY_STATE,
                 [
@@ -682,8 +681,8 @@ class TimescaleStore(
                     state.agent,
                     state.buffer.readings,
                     state.buffer.bytes,
-                    Jsonb(merged_counters(before, state.dropped)),
-                    Jsonb(merged_counters(before_rejected, state.rejected)),
+                    Jsonb(counters.dropped),
+                    Jsonb(counters.rejected),
                     seen,
                     gw,
                 ],
@@ -693,16 +692,8 @@ class TimescaleStore(
                     "UPDATE devices SET online = false WHERE gateway = %s AND online",
                     [gw],
                 )
-            bucket = hour_of(received_us)
-            self._add_accounting(
-                conn,
-                [(bucket, "gateway", gw, "dropped", r, n) for r, n in increase.items()]
-                + [
-                    (bucket, "gateway", gw, "rejected", r, n)
-                    for r, n in rejected.items()
-                ],
-            )
-        for reason in resets:
+            self._add_accounting(conn, counters.accounting)
+        for reason in counters.resets:
             _LOGGER.info("edge drop counter reset gateway=%s reason=%s", gw, reason)
 
     def upsert_device(self, device: DeviceInfo) -> None:
