@@ -20,6 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from hub.storage._alerts_common import (
+    ALERT_COLUMNS,
+    ALERT_COLUMNS_A,
+    HISTORY_COLUMNS,
+    HISTORY_COLUMNS_H,
+    alert_record,
+)
 from hub.storage.base import (
     ALERT_ACTIVE_STATES,
     ALERT_OPEN,
@@ -29,19 +36,10 @@ from hub.storage.base import (
 )
 
 _STATES = (*ALERT_ACTIVE_STATES, ALERT_RESOLVED)
-_ALERT_COLUMNS = (
-    "id, fingerprint, kind, severity, state, summary, device, gateway, metric,"
-    " past, opened_at, last_seen_at, updated_at, resolved_at, occurrences,"
-    " flapping, alert_group, details"
-)
-# The same columns qualified, for the join of history to alerts.
-_ALERT_COLUMNS_A = ", ".join(f"a.{c.strip()}" for c in _ALERT_COLUMNS.split(","))
-_HISTORY_COLUMNS = "seq, alert_id, at, from_state, to_state, actor, note"
-_HISTORY_COLUMNS_H = ", ".join(f"h.{c.strip()}" for c in _HISTORY_COLUMNS.split(","))
 # The conflict target names the partial index (its column and its WHERE), so
 # that a reused id is an error rather than a refusal.
 _INSERT_ALERT = f"""
-INSERT INTO alerts ({_ALERT_COLUMNS})
+INSERT INTO alerts ({ALERT_COLUMNS})
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (fingerprint) WHERE state IN ('open', 'acknowledged') DO NOTHING
 RETURNING 1
@@ -56,7 +54,7 @@ UPDATE alerts SET
     state = :to, updated_at = :at,
     resolved_at = CASE WHEN :to = 'resolved' THEN :at ELSE NULL END
 WHERE id = :id AND state IN ({{states}})
-RETURNING {_ALERT_COLUMNS}
+RETURNING {ALERT_COLUMNS}
 """
 # last_seen_at keeps the newest event time: a late occurrence counts but does
 # not move it back.
@@ -68,7 +66,7 @@ UPDATE alerts SET
     flapping = coalesce(:flapping, flapping),
     alert_group = coalesce(:grp, alert_group)
 WHERE id = :id
-RETURNING {_ALERT_COLUMNS}
+RETURNING {ALERT_COLUMNS}
 """
 
 
@@ -186,14 +184,14 @@ class SQLiteAlertsMixin:
     def get_alert(self, alert_id: str) -> AlertRecord | None:
         """One alert, or None."""
         rows = self._query(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,)
+            f"SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,)
         )
         return _alert(rows[0]) if rows else None
 
     def active_alerts(self) -> list[AlertRecord]:
         """Every alert that is open or acknowledged, oldest first."""
         rows = self._query(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts"
+            f"SELECT {ALERT_COLUMNS} FROM alerts"
             " WHERE state IN ('open', 'acknowledged') ORDER BY opened_at, id"
         )
         return [_alert(r) for r in rows]
@@ -230,7 +228,7 @@ class SQLiteAlertsMixin:
         if before is not None:
             where.append("(opened_at, id) < (?, ?)")
             params.extend(before)
-        sql = f"SELECT {_ALERT_COLUMNS} FROM alerts"
+        sql = f"SELECT {ALERT_COLUMNS} FROM alerts"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY opened_at DESC, id DESC LIMIT ?"
@@ -239,7 +237,7 @@ class SQLiteAlertsMixin:
     def alert_history(self, alert_id: str) -> list[AlertTransition]:
         """Every state change of one alert, oldest first."""
         rows = self._query(
-            f"SELECT {_HISTORY_COLUMNS} FROM alert_history"
+            f"SELECT {HISTORY_COLUMNS} FROM alert_history"
             " WHERE alert_id = ? ORDER BY seq",
             (alert_id,),
         )
@@ -253,7 +251,7 @@ class SQLiteAlertsMixin:
         Each comes with its alert as it is now.
         """
         rows = self._query(
-            f"SELECT {_HISTORY_COLUMNS_H}, {_ALERT_COLUMNS_A}"
+            f"SELECT {HISTORY_COLUMNS_H}, {ALERT_COLUMNS_A}"
             " FROM alert_history h JOIN alerts a ON a.id = h.alert_id"
             " WHERE h.seq > ? ORDER BY h.seq LIMIT ?",
             (after_seq, limit),
@@ -299,43 +297,4 @@ def _alert_row(a: AlertRecord) -> tuple[Any, ...]:
 
 
 def _alert(row: Sequence[Any]) -> AlertRecord:
-    (
-        alert_id,
-        fingerprint,
-        kind,
-        severity,
-        state,
-        summary,
-        device,
-        gateway,
-        metric,
-        past,
-        opened,
-        last_seen,
-        updated,
-        resolved,
-        occurrences,
-        flapping,
-        group,
-        details,
-    ) = row
-    return AlertRecord(
-        id=alert_id,
-        fingerprint=fingerprint,
-        kind=kind,
-        severity=severity,
-        summary=summary,
-        opened_us=opened,
-        state=state,
-        device=device,
-        gateway=gateway,
-        metric=metric,
-        past=bool(past),
-        last_seen_us=last_seen,
-        updated_us=updated,
-        resolved_us=resolved,
-        occurrences=occurrences,
-        flapping=bool(flapping),
-        group=group,
-        details=orjson.loads(details),
-    )
+    return alert_record(row, int, orjson.loads)

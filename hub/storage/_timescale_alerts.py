@@ -27,7 +27,14 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.types.json import Json
 
-from hub.storage._common import dt_to_us, opt_dt_to_us, us_to_dt
+from hub.storage._alerts_common import (
+    ALERT_COLUMNS,
+    ALERT_COLUMNS_A,
+    HISTORY_COLUMNS,
+    HISTORY_COLUMNS_H,
+    alert_record,
+)
+from hub.storage._common import dt_to_us, us_to_dt
 from hub.storage.base import (
     ALERT_ACTIVE_STATES,
     ALERT_OPEN,
@@ -44,19 +51,10 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 _STATES = (*ALERT_ACTIVE_STATES, ALERT_RESOLVED)
 # One advisory lock key for every writer of alert history ("SFAL").
 _HISTORY_LOCK = 0x5346_414C
-_ALERT_COLUMNS = (
-    "id, fingerprint, kind, severity, state, summary, device, gateway, metric,"
-    " past, opened_at, last_seen_at, updated_at, resolved_at, occurrences,"
-    " flapping, alert_group, details"
-)
-# The same columns qualified, for the join of history to alerts.
-_ALERT_COLUMNS_A = ", ".join(f"a.{c.strip()}" for c in _ALERT_COLUMNS.split(","))
-_HISTORY_COLUMNS = "seq, alert_id, at, from_state, to_state, actor, note"
-_HISTORY_COLUMNS_H = ", ".join(f"h.{c.strip()}" for c in _HISTORY_COLUMNS.split(","))
 # The conflict target names the partial index (its column and its WHERE), so
 # that a reused id is an error rather than a refusal.
 _INSERT_ALERT = f"""
-INSERT INTO alerts ({_ALERT_COLUMNS})
+INSERT INTO alerts ({ALERT_COLUMNS})
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (fingerprint) WHERE state IN ('open', 'acknowledged') DO NOTHING
 RETURNING id
@@ -71,7 +69,7 @@ UPDATE alerts SET
     state = %(to)s::text, updated_at = %(at)s,
     resolved_at = CASE WHEN %(to)s::text = 'resolved' THEN %(at)s END
 WHERE id = %(id)s AND state = ANY(%(from)s::text[])
-RETURNING {_ALERT_COLUMNS}
+RETURNING {ALERT_COLUMNS}
 """
 # last_seen_at keeps the newest event time: a late occurrence counts but does
 # not move it back.
@@ -83,7 +81,7 @@ UPDATE alerts SET
     flapping = coalesce(%(flapping)s, flapping),
     alert_group = coalesce(%(grp)s, alert_group)
 WHERE id = %(id)s
-RETURNING {_ALERT_COLUMNS}
+RETURNING {ALERT_COLUMNS}
 """
 
 
@@ -200,7 +198,7 @@ class TimescaleAlertsMixin:
         """One alert, or None."""
         with self._pool.connection() as conn:
             row = conn.execute(
-                f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = %s", [alert_id]
+                f"SELECT {ALERT_COLUMNS} FROM alerts WHERE id = %s", [alert_id]
             ).fetchone()
         return None if row is None else _alert(row)
 
@@ -208,7 +206,7 @@ class TimescaleAlertsMixin:
         """Every alert that is open or acknowledged, oldest first."""
         with self._pool.connection() as conn:
             rows = conn.execute(
-                f"SELECT {_ALERT_COLUMNS} FROM alerts"
+                f"SELECT {ALERT_COLUMNS} FROM alerts"
                 " WHERE state IN ('open', 'acknowledged') ORDER BY opened_at, id"
             ).fetchall()
         return [_alert(r) for r in rows]
@@ -245,7 +243,7 @@ class TimescaleAlertsMixin:
         if before is not None:
             where.append("(opened_at, id) < (%s, %s)")
             params.extend((us_to_dt(before[0]), before[1]))
-        sql = f"SELECT {_ALERT_COLUMNS} FROM alerts"
+        sql = f"SELECT {ALERT_COLUMNS} FROM alerts"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY opened_at DESC, id DESC LIMIT %s"
@@ -257,7 +255,7 @@ class TimescaleAlertsMixin:
         """Every state change of one alert, oldest first."""
         with self._pool.connection() as conn:
             rows = conn.execute(
-                f"SELECT {_HISTORY_COLUMNS} FROM alert_history"
+                f"SELECT {HISTORY_COLUMNS} FROM alert_history"
                 " WHERE alert_id = %s ORDER BY seq",
                 [alert_id],
             ).fetchall()
@@ -272,7 +270,7 @@ class TimescaleAlertsMixin:
         """
         with self._pool.connection() as conn:
             rows = conn.execute(
-                f"SELECT {_HISTORY_COLUMNS_H}, {_ALERT_COLUMNS_A}"
+                f"SELECT {HISTORY_COLUMNS_H}, {ALERT_COLUMNS_A}"
                 " FROM alert_history h JOIN alerts a ON a.id = h.alert_id"
                 " WHERE h.seq > %s ORDER BY h.seq LIMIT %s",
                 [after_seq, limit],
@@ -321,43 +319,4 @@ def _transition(row: Sequence[Any]) -> AlertTransition:
 
 
 def _alert(row: Sequence[Any]) -> AlertRecord:
-    (
-        alert_id,
-        fingerprint,
-        kind,
-        severity,
-        state,
-        summary,
-        device,
-        gateway,
-        metric,
-        past,
-        opened,
-        last_seen,
-        updated,
-        resolved,
-        occurrences,
-        flapping,
-        group,
-        details,
-    ) = row
-    return AlertRecord(
-        id=alert_id,
-        fingerprint=fingerprint,
-        kind=kind,
-        severity=severity,
-        summary=summary,
-        opened_us=dt_to_us(opened),
-        state=state,
-        device=device,
-        gateway=gateway,
-        metric=metric,
-        past=bool(past),
-        last_seen_us=dt_to_us(last_seen),
-        updated_us=dt_to_us(updated),
-        resolved_us=opt_dt_to_us(resolved),
-        occurrences=int(occurrences),
-        flapping=bool(flapping),
-        group=group,
-        details=dict(details),
-    )
+    return alert_record(row, dt_to_us, dict)
