@@ -104,25 +104,6 @@ def parse_broker_url(url: str) -> BrokerUrl:
     return BrokerUrl(parts.hostname, port, parts.scheme == "mqtts")
 
 
-def check_topic_filter(value: str) -> str:
-    """Return ``value`` if it is a valid MQTT subscription filter.
-
-    Raises:
-        ValueError: empty, ``#`` not alone as the last level, ``+`` not alone
-            in its level, or a control character.
-    """
-    if not value:
-        raise ValueError("empty topic filter")
-    levels = value.split("/")
-    for i, level in enumerate(levels):
-        if "#" in level and (level != "#" or i != len(levels) - 1):
-            raise ValueError(f"'#' must be the whole last level in {value!r}")
-        if "+" in level and level != "+":
-            raise ValueError(f"'+' must be a whole level in {value!r}")
-    topics.check_topic_name(value.replace("+", "x").replace("#", "x"))
-    return value
-
-
 class InputSettings(BaseModel):
     """One local subscription and the sensor convention its messages follow."""
 
@@ -140,7 +121,7 @@ class InputSettings(BaseModel):
     @field_validator("filter")
     @classmethod
     def _check_filter(cls, value: str) -> str:
-        return check_topic_filter(value)
+        return topics.check_filter(value)
 
 
 class EdgeSettings(BaseSettings):

@@ -56,8 +56,6 @@ CONFIG_ENV = "STREAMFLOW_CONFIG"
 
 _MQTT_SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True}
 _ID_RE = re.compile(rf"^{ID_PATTERN}$")
-# MQTT 3.1.1 section 4.7.3 forbids U+0000; we refuse every control character.
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # libpq key/value strings and URL query strings may carry a password too.
 _PASSWORD_RE = re.compile(r"(password\s*=\s*)('[^']*'|[^\s&]+)", re.IGNORECASE)
 # The TOML file of the settings being built; a context variable because
@@ -90,7 +88,7 @@ class AdapterRoute(BaseModel):
     @field_validator("filter")
     @classmethod
     def _check_filter(cls, value: str) -> str:
-        return check_filter(value)
+        return topics.check_filter(value)
 
 
 class MqttTls(BaseModel):
@@ -473,26 +471,6 @@ def _in_toml(path: Path, loc: tuple[int | str, ...]) -> bool:
             return False
         node = node[part]
     return True
-
-
-def check_filter(value: str) -> str:
-    """Return ``value`` if it is a valid MQTT subscription filter.
-
-    Raises:
-        ValueError: the filter is empty, has a control character, or a
-            wildcard that is not a whole level (``#`` only last).
-    """
-    if not value:
-        raise ValueError("empty filter")
-    if _CONTROL_RE.search(value):
-        raise ValueError(f"control character in filter {value!r}")
-    levels = value.split("/")
-    for i, level in enumerate(levels):
-        if ("+" in level or "#" in level) and level not in ("+", "#"):
-            raise ValueError(f"wildcard inside a level of filter {value!r}")
-        if level == "#" and i != len(levels) - 1:
-            raise ValueError(f"'#' must be the last level of filter {value!r}")
-    return value
 
 
 def redact_url(url: str) -> str:

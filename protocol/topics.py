@@ -84,6 +84,29 @@ def check_topic_name(topic: str) -> str:
     return topic
 
 
+def check_filter(value: str) -> str:
+    """Return ``value`` if it is a valid MQTT subscription filter.
+
+    Raises:
+        TopicError: the filter is empty, has a control character, a wildcard
+            that is not a whole level (``#`` only as the last), or breaks a
+            rule of topic names (its UTF-8 form, its length).
+    """
+    if not value:
+        raise TopicError("empty filter")
+    if _CONTROL_RE.search(value):
+        raise TopicError(f"control character in filter {value!r}")
+    levels = value.split("/")
+    for i, level in enumerate(levels):
+        if ("+" in level or "#" in level) and level not in ("+", "#"):
+            raise TopicError(f"wildcard inside a level of filter {value!r}")
+        if level == "#" and i != len(levels) - 1:
+            raise TopicError(f"'#' must be the last level of filter {value!r}")
+    # Every other rule of topic names holds for filters too.
+    check_topic_name(value.replace("+", "x").replace("#", "x"))
+    return value
+
+
 def decode_topic(raw: bytes) -> str:
     """Decode a topic name as received and check it like :func:`check_topic_name`.
 

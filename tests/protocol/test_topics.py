@@ -265,3 +265,27 @@ _FILTERS = st.builds(
 def test_matches_agrees_with_regex_reference(topic_filter, topic):
     """For any valid filter and topic, matches() equals the regex translation."""
     assert topics.matches(topic_filter, topic) is _reference(topic_filter, topic)
+
+
+@pytest.mark.parametrize(
+    "value", ["sf/v1/dev/+/up/telemetry", "tele/+/SENSOR", "zigbee2mqtt/#", "#", "+"]
+)
+def test_check_filter_accepts_whole_level_wildcards(value):
+    """Filters with + and # as whole levels (# only last) pass unchanged."""
+    assert topics.check_filter(value) == value
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("", "empty filter"),
+        ("tele/x+/SENSOR", "wildcard inside a level of filter 'tele/x+/SENSOR'"),
+        ("a/#/b", "'#' must be the last level of filter 'a/#/b'"),
+        ("a/\x01", "control character in filter 'a/\\x01'"),
+        ("a/\ud800", "lone surrogate in topic"),
+    ],
+)
+def test_check_filter_refuses_with_the_reason(value, message):
+    """A bad filter is a TopicError that says what is wrong with it."""
+    with pytest.raises(TopicError, match=re.escape(message)):
+        topics.check_filter(value)
