@@ -25,17 +25,13 @@ from typing import Any
 import orjson
 from paho.mqtt.client import (
     Client,
-    ConnectFlags,
-    DisconnectFlags,
     MQTTMessage,
     MQTTMessageInfo,
 )
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from hub import const
 from hub._errors import BrokerUnreachable, ConfigError, StoreUnreachable
-from hub._mqtt import connect, make_client
+from hub._mqtt import BrokerSession
 from hub.config import HubSettings, redact_url
 from hub.ingest import IngestPipeline
 from hub.metrics import IngestMetrics
@@ -114,7 +110,18 @@ class HubService:
             self.metrics,
         )
         self._status_path = status_path
-        self._client = self._make_client()
+        # The broker session: subscribed again on every connect, with the
+        # shared-subscription prefix when hubs share the load.
+        group = settings.shared_group
+        prefix = f"$share/{group}/" if group else ""
+        self._session = BrokerSession(
+            settings,
+            settings.client_id,
+            [(prefix + f, const.QOS) for f in self.pipeline.filters],
+            manual_ack=True,
+        )
+        self._client = self._session.client
+        self._client.on_message = self._on_message
 
         # Processors, fed each commit's new readings (hub/processors).
         self.processors: ProcessorHost | None = None
@@ -142,10 +149,6 @@ class HubService:
                 settings.monitor.stats_interval_s,
             )
 
-        # Connection state, set from paho's network thread.
-        self._ready = threading.Event()
-        self._connect_error: str | None = None
-        self._stopping = False
         self._recent: deque[MQTTMessageInfo] = deque(maxlen=_RECENT_PUBLISHES)
 
         # Status file writer.
@@ -155,27 +158,17 @@ class HubService:
     @property
     def broker(self) -> str:
         """The broker URL, without a password (for logs and errors)."""
-        return redact_url(self.settings.mqtt_url)
+        return self._session.broker
 
     @property
     def connected(self) -> bool:
         """Whether the client is connected and subscribed."""
-        return self._ready.is_set() and self._client.is_connected()
+        return self._session.connected
 
     @property
     def subscriptions(self) -> list[str]:
         """The filters subscribed to, with the shared-subscription prefix."""
-        group = self.settings.shared_group
-        prefix = f"$share/{group}/" if group else ""
-        return [prefix + f for f in self.pipeline.filters]
-
-    def _make_client(self) -> Client:
-        client = make_client(self.settings, self.settings.client_id, manual_ack=True)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        return client
+        return [f for f, _qos in self._session.subscriptions]
 
     # ------------------------------------------------------------- life cycle
 
@@ -190,20 +183,11 @@ class HubService:
             self.processors.start()
         self.pipeline.start()
         try:
-            connect(self._client, self.settings)
-        except OSError as exc:  # refused, unknown host, timed out
+            self._session.open(timeout_s)
+        except BrokerUnreachable:
             self.pipeline.stop(0)
             self._stop_processors(0)
-            raise BrokerUnreachable(
-                self.broker, str(exc) or type(exc).__name__
-            ) from exc
-        self._client.loop_start()
-        if not self._ready.wait(timeout_s) or self._connect_error:
-            detail = self._connect_error or f"no answer after {timeout_s:g} s"
-            self._client.loop_stop()
-            self.pipeline.stop(0)
-            self._stop_processors(0)
-            raise BrokerUnreachable(self.broker, detail)
+            raise
         self._start_status()
         if self._stats is not None:
             self._stats.start()
@@ -215,7 +199,7 @@ class HubService:
             Whether everything received was committed and acked.
         """
         deadline = time.monotonic() + grace_s
-        self._stopping = True
+        self._session.stopping = True
         drained = self.pipeline.stop(grace_s)
         # What the drain committed goes through the processors, whose events
         # are published before the client disconnects; a second at least,
@@ -246,65 +230,6 @@ class HubService:
             self.processors.stop(grace_s)
 
     # ------------------------------------------------------- paho's callbacks
-
-    def _on_connect(
-        self,
-        client: Client,
-        userdata: Any,
-        flags: ConnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason_code.is_failure:
-            self._connect_error = f"refused: {reason_code}"
-            _LOGGER.error(
-                "broker refused broker=%s reason=%s", self.broker, reason_code
-            )
-            self._ready.set()
-            return
-        self._connect_error = None
-        _LOGGER.info(
-            "connected broker=%s client_id=%s session_present=%s",
-            self.broker,
-            self.settings.client_id,
-            flags.session_present,
-        )
-        # Subscribe again on every connect: a broker that lost the session
-        # (restarted without persistence) would otherwise send nothing.
-        client.subscribe([(f, const.QOS) for f in self.subscriptions])
-
-    def _on_subscribe(
-        self,
-        client: Client,
-        userdata: Any,
-        mid: int,
-        reason_codes: list[ReasonCode],
-        properties: Properties | None,
-    ) -> None:
-        for topic_filter, code in zip(self.subscriptions, reason_codes, strict=False):
-            if code.is_failure:
-                _LOGGER.error(
-                    "subscription refused filter=%s reason=%s", topic_filter, code
-                )
-        _LOGGER.info("subscriptions ready filters=%s", ",".join(self.subscriptions))
-        self._ready.set()
-
-    def _on_disconnect(
-        self,
-        client: Client,
-        userdata: Any,
-        flags: DisconnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if self._stopping:
-            _LOGGER.info("disconnected broker=%s", self.broker)
-        else:
-            _LOGGER.warning(
-                "connection lost, reconnecting broker=%s reason=%s",
-                self.broker,
-                reason_code,
-            )
 
     def _on_message(self, client: Client, userdata: Any, msg: MQTTMessage) -> None:
         # msg.topic decodes strictly and raises on invalid UTF-8; the raw

@@ -35,22 +35,17 @@ from typing import Any, Final
 import orjson
 from paho.mqtt.client import (
     Client,
-    ConnectFlags,
-    DisconnectFlags,
     MQTTMessage,
 )
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
 from hub import const
-from hub._errors import BrokerUnreachable
-from hub._mqtt import connect, make_client
+from hub._mqtt import BrokerSession
 from hub.alerts.dispatch import Dispatcher
 from hub.alerts.downlink import DOWNLINK_QOS, downlink_for
 from hub.alerts.lifecycle import AlertEngine, Signal, signal_from_event
 from hub.alerts.notice import Change, Channel, alert_json
-from hub.config import HubSettings, redact_url
+from hub.config import HubSettings
 from hub.monitor._types import Finding
 from hub.monitor.config import HUB_FIGURES
 from hub.monitor.figures import STATS_FILTER
@@ -163,12 +158,13 @@ class MonitorService:
         self._drops: dict[str, DropWindow] = {}
 
         # The MQTT client and the loop.
-        self._client = self._make_client()
+        self._session = BrokerSession(
+            settings, self.config.client_id, list(SUBSCRIPTIONS)
+        )
+        self._client = self._session.client
+        self._client.on_message = self._on_message
         self._inbox: queue.Queue[tuple[str, bytes, int]] = queue.Queue(_INBOX_MAX)
-        self._ready = threading.Event()
-        self._connect_error: str | None = None
         self._stop = threading.Event()
-        self._stopping = False
         self._thread: threading.Thread | None = None
         self._next_status = 0.0
         self._started_us = 0
@@ -176,20 +172,12 @@ class MonitorService:
     @property
     def broker(self) -> str:
         """The broker URL without a password."""
-        return redact_url(self.settings.mqtt_url)
+        return self._session.broker
 
     @property
     def connected(self) -> bool:
         """Whether the client is connected and subscribed."""
-        return self._ready.is_set() and self._client.is_connected()
-
-    def _make_client(self) -> Client:
-        client = make_client(self.settings, self.config.client_id)
-        client.on_connect = self._on_connect
-        client.on_subscribe = self._on_subscribe
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        return client
+        return self._session.connected
 
     # ------------------------------------------------------------- life cycle
 
@@ -216,7 +204,7 @@ class MonitorService:
         )
         self._thread.start()
         try:
-            self._connect(timeout_s)
+            self._session.open(timeout_s)
         except BaseException:
             self._shutdown(0.0)
             raise
@@ -229,21 +217,9 @@ class MonitorService:
             ",".join(self.dispatcher.channel_names) or "none",
         )
 
-    def _connect(self, timeout_s: float) -> None:
-        try:
-            connect(self._client, self.settings)
-        except OSError as exc:
-            raise BrokerUnreachable(
-                self.broker, str(exc) or type(exc).__name__
-            ) from exc
-        self._client.loop_start()
-        if not self._ready.wait(timeout_s) or self._connect_error:
-            detail = self._connect_error or f"no answer after {timeout_s:g} s"
-            raise BrokerUnreachable(self.broker, detail)
-
     def stop(self, grace_s: float = 5.0) -> None:
         """Finish the messages received, stop the loop, deliver notices, disconnect."""
-        self._stopping = True
+        self._session.stopping = True
         self._shutdown(grace_s)
         self.write_status("stopped")
         _LOGGER.info("monitor stopped broker=%s stats=%s", self.broker, self.stats())
@@ -270,68 +246,6 @@ class MonitorService:
         }
 
     # ------------------------------------------------------- paho's callbacks
-
-    def _on_connect(
-        self,
-        client: Client,
-        userdata: Any,
-        flags: ConnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason_code.is_failure:
-            self._connect_error = f"refused: {reason_code}"
-            _LOGGER.error(
-                "broker refused broker=%s reason=%s", self.broker, reason_code
-            )
-            self._ready.set()
-            return
-        self._connect_error = None
-        _LOGGER.info(
-            "connected broker=%s client_id=%s session_present=%s",
-            self.broker,
-            self.config.client_id,
-            flags.session_present,
-        )
-        # Again on every connect: a broker that lost the session sends nothing.
-        client.subscribe(list(SUBSCRIPTIONS))
-
-    def _on_subscribe(
-        self,
-        client: Client,
-        userdata: Any,
-        mid: int,
-        reason_codes: list[ReasonCode],
-        properties: Properties | None,
-    ) -> None:
-        for (topic_filter, _qos), code in zip(
-            SUBSCRIPTIONS, reason_codes, strict=False
-        ):
-            if code.is_failure:
-                _LOGGER.error(
-                    "subscription refused filter=%s reason=%s", topic_filter, code
-                )
-        _LOGGER.info(
-            "subscriptions ready filters=%s", ",".join(f for f, _ in SUBSCRIPTIONS)
-        )
-        self._ready.set()
-
-    def _on_disconnect(
-        self,
-        client: Client,
-        userdata: Any,
-        flags: DisconnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if self._stopping:
-            _LOGGER.info("disconnected broker=%s", self.broker)
-        else:
-            _LOGGER.warning(
-                "connection lost, reconnecting broker=%s reason=%s",
-                self.broker,
-                reason_code,
-            )
 
     def _on_message(self, client: Client, userdata: Any, msg: MQTTMessage) -> None:
         _LOGGER.debug(
