@@ -8,7 +8,6 @@ fast; everything else is the production path.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from hub.api import create_app
@@ -25,7 +23,7 @@ from hub.security.context import SecurityContext
 from hub.security.roles import Role
 from hub.security.store import UserRecord
 from hub.storage.sqlite import SQLiteStore
-from tests.services import free_port, wait_for
+from tests.web.server import serve
 
 ADMIN_PASSWORD = "admin-password-0f-tests"
 PASSWORD = "password-of-a-test-user"
@@ -59,36 +57,6 @@ def sqlite_store(tmp_path):
 def settings_for(tmp_path, **auth: Any) -> HubSettings:
     """Hub settings with cheap passwords and the ``auth`` values given."""
     return HubSettings(data_dir=tmp_path, auth={**FAST_PASSWORDS, **auth})
-
-
-@contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
-    """Serve ``app`` (lifespan included) on 127.0.0.1 until the block ends."""
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
-    thread.start()
-    try:
-        wait_for(
-            lambda: server.started or not thread.is_alive(),
-            timeout=15,
-            what="uvicorn to start",
-        )
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        assert not thread.is_alive(), "uvicorn did not stop"
 
 
 @dataclass
