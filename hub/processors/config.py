@@ -96,6 +96,13 @@ class ProcessorsConfig(BaseModel):
         description="committed writes waiting for the processors; when full, "
         "the writer waits (ingest slows down) for up to queue_wait_s",
     )
+    queue_max_readings: int = Field(
+        default=200_000,
+        ge=1,
+        description="readings waiting for the processors; when more are queued, "
+        "the writer waits as for a full queue_max_batches (a single write larger "
+        "than this still goes when the queue is empty)",
+    )
     queue_wait_s: float = Field(
         default=30.0,
         gt=0,

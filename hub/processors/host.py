@@ -10,8 +10,10 @@
                                                    ─> publish sf/v1/events/{kind}/{dev}
 
 The processors run on their own thread, so that ingest never waits for them
-unless they fall behind by ``queue_max_batches`` writes (then the writer
-waits, up to ``queue_wait_s``: back-pressure rather than unbounded memory).
+unless they fall behind by ``queue_max_readings`` readings or
+``queue_max_batches`` writes (then the writer waits, up to ``queue_wait_s``:
+back-pressure rather than unbounded memory, and alerts that stay seconds, not
+minutes, behind the data; see :mod:`hub.processors.backlog`).
 Only ``WriteResult.new`` is queued: a batch sent twice is processed once.
 An event is published only if the store did not hold its id before, so that a
 replay after a restart publishes nothing twice.
@@ -24,13 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypedDict
 
+from hub.processors import backlog
 from hub.processors.base import Context, Output, Processor, SeriesBatch
 from hub.processors.config import ProcessorsConfig
 from hub.processors.events import Event
@@ -68,6 +70,7 @@ class ProcessorFigures(TypedDict):
     dropped_writes: int
     store_errors: int
     queue_depth: int
+    queue_readings: int
     seconds: float
 
 
@@ -104,8 +107,8 @@ class ProcessorHost:
         self._horizon_us = int(config.late_horizon_s * 1e6) or None
 
         # The queue from the writer and the thread that empties it.
-        self._queue: queue.Queue[list[SeriesBlock] | object] = queue.Queue(
-            config.queue_max_batches
+        self._queue: backlog.Backlog[list[SeriesBlock] | object] = backlog.Backlog(
+            config.queue_max_batches, config.queue_max_readings
         )
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one process() at a time
@@ -141,17 +144,19 @@ class ProcessorHost:
         if self._thread is None:
             self.process(blocks)
             return
+        weight = sum(len(b) for b in blocks)
         try:
-            self._queue.put(blocks, timeout=self.config.queue_wait_s)
-        except queue.Full:
+            self._queue.put(blocks, weight, timeout=self.config.queue_wait_s)
+        except backlog.Full:
             with self._figures_lock:
                 self._dropped += 1
             _LOGGER.error(
                 "processors behind, write left unprocessed series=%d readings=%d "
-                "queue_max=%d",
+                "queue_max=%d queue_max_readings=%d",
                 len(result.new),
                 result.inserted,
                 self.config.queue_max_batches,
+                self.config.queue_max_readings,
             )
 
     # --------------------------------------------------------------- lifecycle
@@ -179,8 +184,8 @@ class ProcessorHost:
         thread = self._thread
         if thread is None:
             return True
-        with contextlib.suppress(queue.Full):  # then the join times out
-            self._queue.put(_STOP, timeout=grace_s)
+        with contextlib.suppress(backlog.Full):  # then the join times out
+            self._queue.put(_STOP, 0, timeout=grace_s)
         thread.join(grace_s)
         self._thread = None
         done = not thread.is_alive() and self._queue.empty()
@@ -191,7 +196,7 @@ class ProcessorHost:
         while True:
             try:
                 item = self._queue.get(timeout=self.config.refresh_s)
-            except queue.Empty:
+            except backlog.Empty:
                 self._refresh()
                 continue
             if item is _STOP:
@@ -386,5 +391,6 @@ class ProcessorHost:
                 dropped_writes=self._dropped,
                 store_errors=self._store_errors,
                 queue_depth=self._queue.qsize(),
+                queue_readings=self._queue.weight(),
                 seconds=round(self._seconds, 3),
             )

@@ -170,6 +170,37 @@ def test_host_on_committed_queues_new_readings_for_its_thread(store):
     assert host.figures()["batches"] == 1
 
 
+def test_host_queue_bounded_in_readings_makes_the_writer_wait(store):
+    """Writes of few readings pass; the one that would exceed the bound waits."""
+    gate = Gate()
+    host = ProcessorHost(
+        ProcessorsConfig(queue_max_readings=5, queue_wait_s=10),
+        store,
+        router=_router(gate),
+        clock=lambda: T0,
+    )
+    host.start()
+    host.on_committed(_write(store, [1.0]))
+    assert gate.entered.wait(5)  # the thread holds this one
+    host.on_committed(_write(store, [1.0] * 3, start=T0 + MINUTE))  # 3 queued
+    assert host.figures()["queue_readings"] == 3
+
+    later = _write(store, [1.0] * 3, start=T0 + 2 * MINUTE)
+    third = threading.Thread(target=host.on_committed, args=(later,))
+    third.start()
+    third.join(0.3)
+    waited = third.is_alive()  # 3 + 3 > 5: the writer waits
+    gate.release.set()
+    third.join(5)
+    drained = host.stop(5)
+
+    assert waited is True
+    assert drained is True
+    figures = host.figures()
+    assert (figures["readings"], figures["dropped_writes"]) == (7, 0)
+    assert figures["queue_readings"] == 0
+
+
 def test_host_full_queue_leaves_a_write_unprocessed_and_counts_it(store, caplog):
     """When processing falls behind beyond the wait, the write is dropped, counted."""
     gate = Gate()
@@ -194,7 +225,8 @@ def test_host_full_queue_leaves_a_write_unprocessed_and_counts_it(store, caplog)
     # Only the errors: what else is captured depends on the logging level
     # an earlier test in the same worker left behind.
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
-        "processors behind, write left unprocessed series=1 readings=1 queue_max=1"
+        "processors behind, write left unprocessed series=1 readings=1 queue_max=1 "
+        "queue_max_readings=200000"
     ]
 
 
