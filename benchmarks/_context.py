@@ -47,6 +47,8 @@ class Sizes:
         alerts_interval_s: period of each alerting device's readings.
         alerts_calibration_readings: readings of the short calibration
             ingest when scenario 1 does not run (and no ``--rate``).
+        alerts_tuned_phase: also run scenario 2's diagnostic phase, the hub
+            with fewer processors (``--alerts-tuned``; the smoke tests run it).
     """
 
     ingest_readings: int
@@ -71,6 +73,7 @@ class Sizes:
     alerts_devices: int = 3
     alerts_interval_s: float = 1.0
     alerts_calibration_readings: int = 200_000
+    alerts_tuned_phase: bool = False
 
 
 FULL = Sizes(
@@ -89,10 +92,10 @@ FULL = Sizes(
     edge_messages=100_000,
     edge_buffer_readings=300_000,
     edge_rest_s=5.0,
-    fleet_steps=(1_000, 20_000, 50_000, 80_000, 120_000, 160_000, 240_000),
-    fleet_step_s=20.0,
+    fleet_steps=(1_000, 40_000, 80_000, 120_000, 160_000, 200_000),
+    fleet_step_s=15.0,
     fleet_gateways=8,
-    alerts_s=45.0,
+    alerts_s=30.0,
     alerts_devices=4,
     alerts_interval_s=1.0,
     alerts_calibration_readings=300_000,
@@ -144,6 +147,7 @@ TINY = Sizes(
     alerts_devices=2,
     alerts_interval_s=0.5,
     alerts_calibration_readings=10_000,
+    alerts_tuned_phase=True,
 )
 
 

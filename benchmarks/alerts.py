@@ -166,7 +166,7 @@ def run(ctx: BenchContext) -> ScenarioResult:
     rate, source = _load_rate(ctx, work, db)
     background = rate / 2
     lost: dict[str, int] = {}
-    for phase in phases(s.alerts_devices):
+    for phase in phases(s.alerts_devices, s.alerts_tuned_phase):
         ctx.progress(
             NAME,
             f"{phase.title}: background {background:,.0f} readings/s (half of "
@@ -217,8 +217,8 @@ class Phase:
     api_env: dict[str, str] = field(default_factory=dict)
 
 
-def phases(devices: int) -> list[Phase]:
-    """Production defaults (two edge settings), then the tuned hub."""
+def phases(devices: int, tuned_hub: bool = True) -> list[Phase]:
+    """Production defaults (two edge settings), then the tuned hub if asked."""
     default, tuned = variants(devices)
     hub_tuned = Variant(
         "tunedhub",
@@ -227,8 +227,11 @@ def phases(devices: int) -> list[Phase]:
         TUNED_BATCH_MAX_AGE_S,
         hub=TUNED_HUB_LABEL,
     )
+    defaults = Phase("defaults", "hub on production defaults", {}, [default, tuned])
+    if not tuned_hub:
+        return [defaults]
     return [
-        Phase("defaults", "hub on production defaults", {}, [default, tuned]),
+        defaults,
         Phase(
             "tuned",
             f"hub and API tuned ({TUNED_HUB_LABEL})",

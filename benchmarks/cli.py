@@ -5,6 +5,7 @@ Mounted under ``streamflow`` by hub/cli.py; also ``python -m benchmarks.cli``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from datetime import UTC, datetime
@@ -61,6 +62,12 @@ MACHINE = "2 cores, shared by client, broker, hub and database"
     "[default: scenario 1's in this run, else a short calibration ingest].",
 )
 @click.option(
+    "--alerts-tuned",
+    is_flag=True,
+    help="Add the alert scenario's diagnostic phase: the hub with rollups and "
+    "thresholds only (about 80 s more).",
+)
+@click.option(
     "--keep-workdir", is_flag=True, help="Keep the folder of logs and buffers."
 )
 def bench(
@@ -70,6 +77,7 @@ def bench(
     plot_path: Path | None,
     quick: bool,
     rate: float | None,
+    alerts_tuned: bool,
     keep_workdir: bool,
 ) -> None:
     """Run the benchmark scenarios and print figures beside same-run baselines."""
@@ -87,10 +95,13 @@ def bench(
     console.print(
         f"{command}: scratch database on {redact_url(server)}", highlight=False
     )
+    sizes = QUICK if quick else FULL
+    if alerts_tuned:
+        sizes = dataclasses.replace(sizes, alerts_tuned_phase=True)
     try:
         suite = run_suite(
             list(scenarios),
-            QUICK if quick else FULL,
+            sizes,
             server,
             console,
             keep_workdir,
