@@ -109,6 +109,15 @@ class ProcessorsConfig(BaseModel):
         description="how long the writer waits for room before a write is "
         "left unprocessed (counted, logged at ERROR)",
     )
+    rollups_every_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="how often the minutes the processors touched have their "
+        "rollups recomputed (each at most once per interval; 0: after every "
+        "write). Each refresh reads the whole minute back, so with many "
+        "readings a minute per series a refresh per write costs more than "
+        "every processor together",
+    )
     refresh_s: float = Field(
         default=5.0, gt=0, description="how often rules are reloaded from the store"
     )

@@ -6,6 +6,7 @@
     commit ─> on_committed(result) ─> bounded queue ─> route each series
                                                    ─> processors (caught, counted)
                                                    ─> Store.refresh_rollups
+                                                      (every rollups_every_s)
                                                    ─> Store.record_events (new ids)
                                                    ─> publish sf/v1/events/{kind}/{dev}
 
@@ -15,6 +16,10 @@ unless they fall behind by ``queue_max_readings`` readings or
 back-pressure rather than unbounded memory, and alerts that stay seconds, not
 minutes, behind the data; see :mod:`hub.processors.backlog`).
 Only ``WriteResult.new`` is queued: a batch sent twice is processed once.
+The minutes whose rollups changed are collected and recomputed together every
+``rollups_every_s`` (and when the host stops): a recompute reads the whole
+minute back from the store, and a series written ten times a second would
+otherwise have each of its minutes read six hundred times.
 An event is published only if the store did not hold its id before, so that a
 replay after a restart publishes nothing twice.
 
@@ -111,8 +116,11 @@ class ProcessorHost:
             config.queue_max_batches, config.queue_max_readings
         )
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()  # one process() at a time
+        # One process() or rollup flush at a time (process() flushes too).
+        self._lock = threading.RLock()
         self._next_refresh = 0.0
+        self._dirty: set[tuple[str, str, int]] = set()
+        self._next_rollups = 0.0
         self._devices: dict[str, tuple[float, DeviceInfo | None]] = {}
         self._limiter = WarningLimiter()
 
@@ -195,11 +203,16 @@ class ProcessorHost:
     def _run(self) -> None:
         while True:
             try:
-                item = self._queue.get(timeout=self.config.refresh_s)
+                wait = self.config.refresh_s
+                if self._dirty:
+                    wait = min(wait, max(0.01, self._next_rollups - time.monotonic()))
+                item = self._queue.get(timeout=wait)
             except backlog.Empty:
                 self._refresh()
+                self._flush_rollups()
                 continue
             if item is _STOP:
+                self._flush_rollups(force=True)
                 return
             assert isinstance(item, list)  # the queue holds block lists and _STOP
             try:
@@ -231,7 +244,10 @@ class ProcessorHost:
                 readings += len(batch)
                 for processor in self.router.processors_for(batch.key, batch.kind):
                     output.extend(self._run_one(processor.name, processor, batch, ctx))
-            rows = self._store_rollups(output.rollups)
+            self._dirty.update(output.rollups)
+            # Without the thread (tests, evaluate) the caller expects the
+            # rollups to be current when process() returns.
+            self._flush_rollups(force=self._thread is None)
             new = self._store_events(output.events)
             for event in new:
                 self._send(event)
@@ -241,7 +257,6 @@ class ProcessorHost:
                 self._events.update(e.kind for e in output.events)
                 self._published += len(new)
                 self._known += len(output.events) - len(new)
-                self._rollup_rows += rows
                 self._seconds += time.perf_counter() - started
             return new
 
@@ -261,6 +276,19 @@ class ProcessorHost:
                 len(batch),
             )
             return Output()
+
+    def _flush_rollups(self, force: bool = False) -> int:
+        """Recompute the minutes touched since the last flush, if it is due."""
+        with self._lock:
+            now = time.monotonic()
+            if not self._dirty or (not force and now < self._next_rollups):
+                return 0
+            self._next_rollups = now + self.config.rollups_every_s
+            buckets, self._dirty = sorted(self._dirty), set()
+            rows = self._store_rollups(buckets)
+        with self._figures_lock:
+            self._rollup_rows += rows
+        return rows
 
     def _store_rollups(self, buckets: list[tuple[str, str, int]]) -> int:
         if not buckets:

@@ -22,6 +22,7 @@ from hub.storage import IngestItem, open_store
 from hub.storage.base import WriteResult
 from protocol.readings import SeriesBlock
 from tests.hub.processors.helpers import MINUTE, SECOND, T0
+from tests.services import wait_for
 
 HOT = ThresholdRule(id="hot", condition="above", threshold=30.0)
 
@@ -254,3 +255,31 @@ def test_hub_service_processors_disabled_adds_no_hook(store, tmp_path):
         [service.figures.on_committed],
     )
     assert service.status()["processors"] is None
+
+
+def test_host_thread_refreshes_touched_minutes_together(store):
+    """Writes on the thread mark minutes; the refresh comes when due or at stop."""
+    host = ProcessorHost(
+        ProcessorsConfig(
+            routes=[ProcessorRoute(processor="rollups")], rollups_every_s=3600
+        ),
+        store,
+        clock=lambda: T0,
+    )
+    host.start()
+    host.on_committed(_write(store, [1.0, 2.0]))
+    wait_for(lambda: host.figures()["rollup_rows"] == 1, 5)
+    host.on_committed(_write(store, [3.0], start=T0 + 20 * SECOND))
+    wait_for(lambda: host.figures()["readings"] == 3, 5)
+    # The first write flushes (nothing was due before); the second waits.
+    before = [
+        (r.count, r.max) for r in store.rollups("dev-1", "temperature", T0, T0 + MINUTE)
+    ]
+    host.stop(5)
+    after = [
+        (r.count, r.max) for r in store.rollups("dev-1", "temperature", T0, T0 + MINUTE)
+    ]
+
+    assert before == [(2, 2.0)]
+    assert after == [(3, 3.0)]
+    assert host.figures()["rollup_rows"] == 2
