@@ -244,13 +244,14 @@ class ProcessorHost:
                 readings += len(batch)
                 for processor in self.router.processors_for(batch.key, batch.kind):
                     output.extend(self._run_one(processor.name, processor, batch, ctx))
+            # Events first: they are what an alert waits for.
+            new = self._store_events(output.events)
+            for event in new:
+                self._send(event)
             self._dirty.update(output.rollups)
             # Without the thread (tests, evaluate) the caller expects the
             # rollups to be current when process() returns.
             self._flush_rollups(force=self._thread is None)
-            new = self._store_events(output.events)
-            for event in new:
-                self._send(event)
             with self._figures_lock:
                 self._batches += 1
                 self._readings += readings
