@@ -5,10 +5,10 @@
     writer thread                    processor thread
     commit ─> on_committed(result) ─> bounded queue ─> route each series
                                                    ─> processors (caught, counted)
-                                                   ─> Store.refresh_rollups
-                                                      (every rollups_every_s)
                                                    ─> Store.record_events (new ids)
                                                    ─> publish sf/v1/events/{kind}/{dev}
+                                     rollups thread ─> Store.refresh_rollups
+                                                      (every rollups_every_s)
 
 The processors run on their own thread, so that ingest never waits for them
 unless they fall behind by ``queue_max_readings`` readings or
@@ -17,9 +17,10 @@ back-pressure rather than unbounded memory, and alerts that stay seconds, not
 minutes, behind the data; see :mod:`hub.processors.backlog`).
 Only ``WriteResult.new`` is queued: a batch sent twice is processed once.
 The minutes whose rollups changed are collected and recomputed together every
-``rollups_every_s`` (and when the host stops): a recompute reads the whole
-minute back from the store, and a series written ten times a second would
-otherwise have each of its minutes read six hundred times.
+``rollups_every_s`` (and when the host stops), on a thread of their own: a
+recompute reads the whole minute back from the store, and a series written ten
+times a second would otherwise have each of its minutes read six hundred times;
+and a refresh, which takes a while, never holds up the next write's events.
 An event is published only if the store did not hold its id before, so that a
 replay after a restart publishes nothing twice.
 
@@ -116,11 +117,14 @@ class ProcessorHost:
             config.queue_max_batches, config.queue_max_readings
         )
         self._thread: threading.Thread | None = None
-        # One process() or rollup flush at a time (process() flushes too).
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()  # one process() at a time
         self._next_refresh = 0.0
+        # Minutes to refresh, and the thread that refreshes them.
         self._dirty: set[tuple[str, str, int]] = set()
-        self._next_rollups = 0.0
+        self._dirty_lock = threading.Lock()
+        self._rollups_lock = threading.Lock()  # one refresh at a time
+        self._rollups_thread: threading.Thread | None = None
+        self._rollups_stop = threading.Event()
         self._devices: dict[str, tuple[float, DeviceInfo | None]] = {}
         self._limiter = WarningLimiter()
 
@@ -178,6 +182,11 @@ class ProcessorHost:
             target=self._run, name="streamflow-processors", daemon=True
         )
         self._thread.start()
+        self._rollups_stop.clear()
+        self._rollups_thread = threading.Thread(
+            target=self._run_rollups, name="streamflow-rollups", daemon=True
+        )
+        self._rollups_thread.start()
         _LOGGER.info(
             "processors started routes=%s",
             ",".join(r.processor for r in self.config.routes),
@@ -196,6 +205,12 @@ class ProcessorHost:
             self._queue.put(_STOP, 0, timeout=grace_s)
         thread.join(grace_s)
         self._thread = None
+        # After the processors: their last minutes are refreshed too.
+        self._rollups_stop.set()
+        if self._rollups_thread is not None:
+            self._rollups_thread.join(grace_s)
+            self._rollups_thread = None
+        self._flush_rollups()
         done = not thread.is_alive() and self._queue.empty()
         _LOGGER.info("processors stopped drained=%s", done)
         return done
@@ -203,16 +218,11 @@ class ProcessorHost:
     def _run(self) -> None:
         while True:
             try:
-                wait = self.config.refresh_s
-                if self._dirty:
-                    wait = min(wait, max(0.01, self._next_rollups - time.monotonic()))
-                item = self._queue.get(timeout=wait)
+                item = self._queue.get(timeout=self.config.refresh_s)
             except backlog.Empty:
                 self._refresh()
-                self._flush_rollups()
                 continue
             if item is _STOP:
-                self._flush_rollups(force=True)
                 return
             assert isinstance(item, list)  # the queue holds block lists and _STOP
             try:
@@ -248,10 +258,12 @@ class ProcessorHost:
             new = self._store_events(output.events)
             for event in new:
                 self._send(event)
-            self._dirty.update(output.rollups)
-            # Without the thread (tests, evaluate) the caller expects the
-            # rollups to be current when process() returns.
-            self._flush_rollups(force=self._thread is None)
+            with self._dirty_lock:
+                self._dirty.update(output.rollups)
+            if self._thread is None:
+                # Without the threads (tests, evaluate) the caller expects
+                # the rollups to be current when process() returns.
+                self._flush_rollups()
             with self._figures_lock:
                 self._batches += 1
                 self._readings += readings
@@ -278,14 +290,20 @@ class ProcessorHost:
             )
             return Output()
 
-    def _flush_rollups(self, force: bool = False) -> int:
-        """Recompute the minutes touched since the last flush, if it is due."""
-        with self._lock:
-            now = time.monotonic()
-            if not self._dirty or (not force and now < self._next_rollups):
+    def _run_rollups(self) -> None:
+        while not self._rollups_stop.wait(self.config.rollups_every_s):
+            try:
+                self._flush_rollups()
+            except Exception:  # a bug here must not end the refreshes for good
+                _LOGGER.exception("rollup refresh failed")
+
+    def _flush_rollups(self) -> int:
+        """Recompute the minutes touched since the last flush."""
+        with self._rollups_lock:
+            with self._dirty_lock:
+                buckets, self._dirty = sorted(self._dirty), set()
+            if not buckets:
                 return 0
-            self._next_rollups = now + self.config.rollups_every_s
-            buckets, self._dirty = sorted(self._dirty), set()
             rows = self._store_rollups(buckets)
         with self._figures_lock:
             self._rollup_rows += rows

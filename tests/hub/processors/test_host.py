@@ -258,7 +258,7 @@ def test_hub_service_processors_disabled_adds_no_hook(store, tmp_path):
 
 
 def test_host_thread_refreshes_touched_minutes_together(store):
-    """Writes on the thread mark minutes; the refresh comes when due or at stop."""
+    """Writes on the thread mark minutes; one refresh covers them, at stop here."""
     host = ProcessorHost(
         ProcessorsConfig(
             routes=[ProcessorRoute(processor="rollups")], rollups_every_s=3600
@@ -268,18 +268,33 @@ def test_host_thread_refreshes_touched_minutes_together(store):
     )
     host.start()
     host.on_committed(_write(store, [1.0, 2.0]))
-    wait_for(lambda: host.figures()["rollup_rows"] == 1, 5)
     host.on_committed(_write(store, [3.0], start=T0 + 20 * SECOND))
     wait_for(lambda: host.figures()["readings"] == 3, 5)
-    # The first write flushes (nothing was due before); the second waits.
-    before = [
-        (r.count, r.max) for r in store.rollups("dev-1", "temperature", T0, T0 + MINUTE)
-    ]
+    before = store.rollups("dev-1", "temperature", T0, T0 + MINUTE)
     host.stop(5)
-    after = [
-        (r.count, r.max) for r in store.rollups("dev-1", "temperature", T0, T0 + MINUTE)
-    ]
+    after = store.rollups("dev-1", "temperature", T0, T0 + MINUTE)
 
-    assert before == [(2, 2.0)]
-    assert after == [(3, 3.0)]
-    assert host.figures()["rollup_rows"] == 2
+    assert before == []
+    assert [(r.count, r.max) for r in after] == [(3, 3.0)]
+    assert host.figures()["rollup_rows"] == 1
+
+
+def test_host_rollups_thread_refreshes_every_interval(store):
+    """With a short interval the rollups follow the writes while the host runs."""
+    host = ProcessorHost(
+        ProcessorsConfig(
+            routes=[ProcessorRoute(processor="rollups")], rollups_every_s=0.05
+        ),
+        store,
+        clock=lambda: T0,
+    )
+    host.start()
+    try:
+        host.on_committed(_write(store, [1.0, 4.0]))
+        rolled = wait_for(
+            lambda: store.rollups("dev-1", "temperature", T0, T0 + MINUTE), 5
+        )
+    finally:
+        host.stop(5)
+
+    assert [(r.count, r.min, r.max, r.last) for r in rolled] == [(2, 1.0, 4.0, 4.0)]
