@@ -1,7 +1,7 @@
 """StreamFlow edge agent: local inputs, a disk buffer, the uplink and the relay.
 
-A gateway installs only the base dependencies (paho-mqtt, pydantic,
-pydantic-settings, orjson, click); nothing here imports the hub.
+A gateway installs only the base dependencies (paho-mqtt, pydantic, orjson,
+click); nothing here imports the hub.
 """
 
 from edge_agent.agent import EdgeAgent

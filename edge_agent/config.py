@@ -9,14 +9,17 @@ Every field is listed with its meaning in the README ("Configuration").
 from __future__ import annotations
 
 import contextvars
+import dataclasses
+import json
 import os
-import re
 import tomllib
-from collections.abc import Iterator
+import types
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -28,13 +31,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
-from pydantic_settings import SettingsError as SourceError
+from pydantic.fields import FieldInfo
 
 from edge_agent.const import HUB_MAX_PAYLOAD_BYTES
 from edge_agent.errors import SettingsError
@@ -53,9 +50,8 @@ _CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "streamflow_edge_config", default=None
 )
 
-# pydantic-settings names the field of a value it cannot decode (a list given
-# as JSON in the environment) only in its message.
-_SOURCE_ERROR_RE = re.compile(r'field "(?P<field>\w+)" from source "(?P<source>\w+)"')
+#: Nested settings are joined with this in an environment variable's name.
+ENV_NESTED_DELIMITER = "__"
 
 MqttVersion = Literal["3.1.1", "5"]
 AdapterName = Literal["json", "tasmota", "zigbee2mqtt"]
@@ -124,15 +120,41 @@ class InputSettings(BaseModel):
         return topics.check_filter(value)
 
 
-class EdgeSettings(BaseSettings):
-    """Everything the edge agent is configured with."""
+class EdgeSettings(BaseModel):
+    """Everything the edge agent is configured with.
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        extra="forbid",
-        frozen=True,
-    )
+    Constructing it reads the environment too, as pydantic-settings'
+    ``BaseSettings`` does (see ``__init__``); ``load_settings`` adds the file.
+    """
+
+    # validate_default: defaults go through the validators, as in BaseSettings.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    def __init__(self, **values: Any) -> None:
+        """Validate ``values`` over the environment and the TOML file being loaded.
+
+        Args:
+            **values: settings given in code; they win over the environment
+                (``STREAMFLOW_EDGE_<FIELD>``), which wins over the TOML file
+                that ``load_settings`` is reading, if any.
+
+        Raises:
+            SettingsError: a list or nested value in the environment is not
+                valid JSON.
+            ValidationError: a setting is missing or bad.
+            ValueError: the TOML file is not valid TOML.
+            OSError: the TOML file cannot be read.
+        """
+        # The file is read first, so that its errors come before the
+        # environment's, as with pydantic-settings; its top-level keys, like
+        # names given in code, match fields in any case.
+        path = _CONFIG_FILE.get()
+        in_file = _read_toml(path) if path is not None else {}
+        in_env = _env_values(type(self), os.environ, ENV_PREFIX)
+        given = _by_field_name(type(self), values)
+        super().__init__(
+            **_merge_sources(given, in_env, _by_field_name(type(self), in_file))
+        )
 
     # Identity and the hub's broker.
     gateway_id: GatewayId = Field(
@@ -336,21 +358,6 @@ class EdgeSettings(BaseSettings):
             raise ValueError("buffer_max_bytes: must be at least 2 * batch_max_bytes")
         return self
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Code and CLI values, then the environment, then the TOML file."""
-        path = _CONFIG_FILE.get()
-        if path is None:
-            return (init_settings, env_settings)
-        return (init_settings, env_settings, TomlConfigSettingsSource(cls, path))
-
     @property
     def hub(self) -> BrokerUrl:
         """The hub broker's address."""
@@ -410,22 +417,12 @@ def load_settings(config: Path | str | None = None, **values: Any) -> EdgeSettin
     try:
         with _config_file(path):
             return EdgeSettings(**given)
-    except SourceError as exc:  # before ValueError, which it is
-        raise _source_error(exc) from None
+    except SettingsError:  # a bad JSON value in the environment, named already
+        raise
     except ValidationError as exc:
         raise _validation_error(exc, path) from None
-    except ValueError as exc:  # a TOML syntax error, from tomllib
+    except (OSError, ValueError) as exc:  # unreadable, or a TOML syntax error
         raise SettingsError("config", f"cannot read {str(path)!r}: {exc}") from None
-
-
-def _source_error(exc: SourceError) -> SettingsError:
-    match = _SOURCE_ERROR_RE.search(str(exc))
-    if match is None:
-        return SettingsError("config", str(exc))
-    field = match["field"]
-    if match["source"] == "EnvSettingsSource":
-        return SettingsError(field, f"not valid JSON in {ENV_PREFIX}{field.upper()}")
-    return SettingsError(field, f"cannot decode the value from {match['source']}")
 
 
 def _validation_error(exc: ValidationError, path: Path | None) -> SettingsError:
@@ -455,3 +452,263 @@ def _in_toml(path: Path, loc: tuple[int | str, ...]) -> bool:
             return False
         node = node[part]
     return True
+
+
+# The sources, read as pydantic-settings 2.x reads them for a ``BaseSettings``
+# with ``env_prefix``, ``env_nested_delimiter="__"`` and ``case_sensitive=False``
+# (its ``InitSettingsSource``, ``EnvSettingsSource``, ``TomlConfigSettingsSource``):
+# importing pydantic-settings cost the agent 3 MiB of its 40 MB budget at rest.
+# tests/edge_agent/test_config_sources.py compares the two on random environments.
+# TODO: aliases, env_parse_none_str, NoDecode and Json fields are not handled;
+# no setting uses them, and pydantic-settings' handling would be copied first.
+
+
+def _merge_sources(*sources: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge the values of the sources, strongest first; tables merge key by key."""
+    merged: dict[str, Any] = {}
+    for source in sources:
+        # The same fold as pydantic-settings: each weaker source is the base
+        # that what was merged so far updates.
+        merged = _deep_update(source, merged)
+    return merged
+
+
+def _deep_update(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        old = merged.get(key)
+        if isinstance(old, dict) and isinstance(value, dict):
+            merged[key] = _deep_update(old, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    with path.open("rb") as file:
+        return tomllib.load(file)
+
+
+def _by_field_name(model: type[BaseModel], values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values under their fields' names, matched without case."""
+    names = {name.lower(): name for name in model.model_fields}
+    given: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in values.items():
+        name = names.get(key.lower())
+        if name is None:
+            extra[key] = value  # refused as an unknown setting when validated
+        elif name not in given:  # of GATEWAY_ID and gateway_id, the first wins
+            given[name] = value
+    return given | extra
+
+
+def _env_values(
+    model: type[BaseModel], environ: Mapping[str, str], prefix: str
+) -> dict[str, Any]:
+    """The values of ``model``'s fields in ``environ``, before validation.
+
+    A field's variable is ``<prefix><FIELD>`` in any case. A scalar's value is
+    left as text for pydantic to parse in lax mode (``"1"``, ``"on"``, ``"true"``
+    for a bool; ``"5"`` for an int); a list, a table or a model is JSON, and a
+    table or a model may also be given key by key, ``<prefix><FIELD>__<KEY>``.
+
+    Args:
+        model: the settings model.
+        environ: the environment, ``os.environ`` usually.
+        prefix: the variables' common prefix, ``STREAMFLOW_EDGE_``.
+
+    Returns:
+        The values found, by field name.
+
+    Raises:
+        SettingsError: a list, table or model value is not valid JSON.
+    """
+    env = {key.lower(): value for key, value in environ.items()}
+    found: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        var = f"{prefix}{name}".lower()
+        is_complex, lenient = _field_is_complex(field)
+        raw = env.get(var)
+        if not is_complex:
+            if raw is not None:
+                found[name] = raw
+            continue
+        if raw is None:
+            value: Any = _explode(field, env, prefix, name)
+            if not value:
+                continue
+        else:
+            try:
+                value = _loads(raw)
+            except ValueError:
+                if not lenient:
+                    msg = f"not valid JSON in {var.upper()}"
+                    raise SettingsError(name, msg) from None
+                value = raw  # a union with a scalar: the text may be that
+            if isinstance(value, dict):
+                value = _deep_update(value, _explode(field, env, prefix, name))
+        if value is None:  # JSON null: as if the variable were not set
+            continue
+        found[name] = (
+            _match_case(field.annotation, value) if isinstance(value, dict) else value
+        )
+    return found
+
+
+def _explode(
+    field: FieldInfo, env: Mapping[str, str], prefix: str, name: str
+) -> dict[str, Any]:
+    """The ``<PREFIX><NAME>__<KEY>[__<KEY>...]`` variables, as a nested table.
+
+    ``env`` has lower-case names; a key's value is decoded as JSON where the
+    field it names is a list, a table or a model.
+    """
+    ann = field.annotation
+    is_dict = ann is dict or _is_subclass(get_origin(ann), dict)
+    head = f"{prefix}{name}{ENV_NESTED_DELIMITER}".lower()
+    tree: dict[str, Any] = {}
+    for key, raw in env.items():
+        if not key.startswith(head):
+            continue
+        *path, last = key[len(head) :].split(ENV_NESTED_DELIMITER)
+        node: Any = tree
+        target: Any = field
+        for part in path:
+            target = _next_field(target, part, prefix)
+            if isinstance(node, dict):
+                node = node.setdefault(part, {})
+        target = _next_field(target, last, prefix)
+        value: Any = raw
+        if (target or is_dict) and raw:
+            value = _decode_nested(name, key, target, raw)
+        if isinstance(node, dict):  # else a value, not a table, was given above
+            node[last] = value
+    return tree
+
+
+def _decode_nested(name: str, key: str, target: Any, raw: str) -> Any:
+    """Decode the value of a nested variable whose target is complex."""
+    if isinstance(target, FieldInfo):
+        is_complex, lenient = _field_is_complex(target)
+    elif target is not None:  # a table's value type
+        is_complex, lenient = _is_complex(target), True
+        if not is_complex and _union_is_complex(target):
+            try:
+                decoded = _loads(raw)
+            except ValueError:
+                return raw
+            return decoded if isinstance(decoded, (list, dict)) else raw
+    else:  # a key of a table of any values
+        is_complex, lenient = True, True
+    if not is_complex:
+        return raw
+    try:
+        return _loads(raw)
+    except ValueError:
+        if not lenient:
+            raise SettingsError(name, f"not valid JSON in {key.upper()}") from None
+        return raw
+
+
+def _loads(raw: str) -> Any:
+    # An environment value is no payload: it is decoded by the same parser as
+    # pydantic-settings did, so that NaN or a 100-digit int still mean the same.
+    return json.loads(raw)  # noqa: TID251 - not a payload, see above
+
+
+def _next_field(target: Any, key: str, prefix: str) -> Any:
+    """The field (or a table's value type) that ``key`` names inside ``target``.
+
+    Returns:
+        A ``FieldInfo`` of a model, a type of a table's values, or None.
+    """
+    if not target:
+        return None
+    annotation = target.annotation if isinstance(target, FieldInfo) else target
+    if _is_subclass(get_origin(annotation), dict):
+        args = get_args(annotation)
+        return args[-1] if args else None
+    for arg in get_args(annotation):  # list[Model], Model | None: look inside
+        found = _next_field(arg, key, prefix)
+        if found:
+            return found
+    if isinstance(annotation, type) and _is_subclass(annotation, BaseModel):
+        for sub, info in annotation.model_fields.items():
+            # pydantic-settings also takes the prefixed name at every level.
+            if key in (sub.lower(), f"{prefix}{sub}".lower()):
+                return info
+    return None
+
+
+def _match_case(annotation: Any, value: dict[str, Any]) -> dict[str, Any]:
+    """Give a model's keys taken from the environment their fields' spelling."""
+    model = _strip_optional(annotation)
+    if not _is_subclass(model, BaseModel):
+        return value
+    names = {name.lower(): (name, info) for name, info in model.model_fields.items()}
+    matched: dict[str, Any] = {}
+    for key, item in value.items():
+        if key.lower() not in names:
+            matched[key] = item
+            continue
+        name, info = names[key.lower()]
+        inner = _strip_optional(info.annotation)
+        nested = _is_subclass(inner, BaseModel) and isinstance(item, dict)
+        matched[name] = _match_case(inner, item) if nested else item
+    return matched
+
+
+def _field_is_complex(field: FieldInfo) -> tuple[bool, bool]:
+    """Whether the field's value is JSON, and whether text that is not may pass.
+
+    A union with a complex member (``list[str] | str``) takes a value that is
+    not JSON as it is; a complex field alone refuses it.
+    """
+    if _is_complex(field.annotation):
+        return True, False
+    if _union_is_complex(field.annotation):
+        return True, True
+    return False, False
+
+
+def _is_complex(annotation: Any) -> bool:
+    """Whether values of the type are containers or models (given as JSON)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _is_complex(get_args(annotation)[0])
+    return (
+        _is_container(annotation)
+        or _is_container(origin)
+        or hasattr(origin, "__pydantic_core_schema__")
+        or hasattr(origin, "__get_pydantic_core_schema__")
+    )
+
+
+def _is_container(annotation: Any) -> bool:
+    if _is_subclass(annotation, (str, bytes)):
+        return False
+    containers = (BaseModel, Mapping, Sequence, Set, tuple, set, frozenset, deque)
+    return _is_subclass(annotation, containers) or dataclasses.is_dataclass(annotation)
+
+
+def _union_is_complex(annotation: Any) -> bool:
+    if get_origin(annotation) not in (Union, types.UnionType):
+        return False
+    args = get_args(annotation)
+    return any(_is_complex(arg) or _union_is_complex(arg) for arg in args)
+
+
+def _strip_optional(annotation: Any) -> Any:
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = get_args(annotation)
+        if len(args) == 2 and type(None) in args:
+            return next(arg for arg in args if arg is not type(None))
+    return annotation
+
+
+def _is_subclass(cls: Any, classinfo: type | tuple[type, ...]) -> bool:
+    try:
+        return isinstance(cls, type) and issubclass(cls, classinfo)
+    except TypeError:  # list[int] is a type to isinstance, not to issubclass
+        return False
