@@ -270,6 +270,12 @@ class EdgeSettings(BaseModel):
         ge=0,
         description="a live reading waits this long at most for its batch, seconds",
     )
+    send_when_idle: bool = Field(
+        default=True,
+        description="when no batch awaits the hub's ack, send live readings at "
+        "once instead of waiting for batch_max_age_s: low latency on a quiet "
+        "uplink, and batches still grow under load, while acks are awaited",
+    )
     compression: Literal["none", "gzip"] = Field(
         default="none", description="batch body compression: none or gzip"
     )

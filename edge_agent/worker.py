@@ -567,6 +567,10 @@ class Worker(threading.Thread):
             return False
         if self._flush is not None:
             return True
+        # An idle uplink has nothing to gain from waiting (Nagle's rule): the
+        # reading goes now, and while its ack is awaited the next ones batch.
+        if s.send_when_idle and not self._window and not self._unsent:
+            return True
         # ``oldest > now``: the clock was set back (NTP after a boot without a
         # real-time clock); waiting for the age would wait for the jump.
         if now - oldest >= s.batch_max_age_s * 1_000_000 or oldest > now:

@@ -122,7 +122,10 @@ def test_delivery_unacked_batch_resent_by_next_run(tmp_path, broker, responder):
 
 def test_delivery_stop_flushes_young_readings(tmp_path, broker, responder):
     """stop() forms and sends readings that had not reached batch_max_age_s."""
-    agent = EdgeAgent(edge_settings(tmp_path, broker.url, batch_max_age_s=30.0))
+    settings = edge_settings(
+        tmp_path, broker.url, batch_max_age_s=30.0, send_when_idle=False
+    )
+    agent = EdgeAgent(settings)
     agent.start()
     wait_for(lambda: agent.stats.connected, timeout=10, what="connect")
     agent.submit(readings(7))
@@ -130,6 +133,26 @@ def test_delivery_stop_flushes_young_readings(tmp_path, broker, responder):
     assert responder.received == []
     agent.stop()
     assert len(responder.stored()) == 7
+
+
+def test_delivery_idle_uplink_sends_at_once_then_batches_while_awaiting_acks(
+    tmp_path, broker, responder, start_agent
+):
+    """send_when_idle: the first reading goes at once; the next wait for its ack."""
+    responder.pause()  # no acks: the first batch stays in flight
+    settings = edge_settings(tmp_path, broker.url, batch_max_age_s=30.0)
+    agent = start_agent(settings)
+    agent.submit(readings(1))
+    wait_for(lambda: responder.copies(), timeout=10, what="first batch")
+    agent.submit(readings(4, start=10))
+    time.sleep(0.3)
+    held = agent.stats.pending  # not sent: a batch awaits its ack
+    responder.resume()
+    # Idle again after the first ack: the four held readings go as one batch.
+    wait_for(lambda: agent.stats.acked_readings == 5, timeout=10, what="acks")
+
+    assert held == 4
+    assert [len(r.readings) for r in responder.received] == [1, 4]
 
 
 def test_delivery_mqtt5_uplink(

@@ -56,6 +56,7 @@ def test_local_rejects_counted_rest_kept(tmp_path, broker, start_agent):
         broker.url,
         local_url=broker.url,
         batch_max_age_s=60.0,
+        send_when_idle=False,
         stop_grace_s=0.1,
     )
     agent = start_agent(settings)

@@ -45,6 +45,7 @@ def test_state_reports_depth_and_counters(tmp_path, broker, subscribe, start_age
         broker.url,
         state_interval_s=0.3,
         batch_max_age_s=60.0,
+        send_when_idle=False,
         stop_grace_s=0.1,
     )
     agent = start_agent(settings)
