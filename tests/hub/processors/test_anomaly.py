@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from hub.processors.anomaly import PRODUCTION, AnomalyConfig, AnomalyProcessor
 from hub.processors.events import EventKind, EventState
@@ -154,3 +155,16 @@ def test_anomaly_values_near_the_float_limit_leave_the_model_finite():
     assert [(e.state, e.ts_us) for e in out.events][:1] == [
         (EventState.RAISED, ts[2 * PER_DAY])
     ]
+
+
+@pytest.mark.parametrize("bins", [7, 11, 1000])
+def test_anomaly_season_bins_must_divide_the_day(bins):
+    """A profile whose bins are not whole seconds is refused, with the count."""
+    with pytest.raises(ValidationError, match=f"{bins} bins do not divide the day"):
+        AnomalyConfig(season_bins=bins)
+
+
+@pytest.mark.parametrize("bins", [1, 24, 96, 1440])
+def test_anomaly_season_bins_divisors_are_taken(bins):
+    """Divisors of 86400 are accepted as they are."""
+    assert AnomalyConfig(season_bins=bins).season_bins == bins
