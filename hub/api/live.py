@@ -1,11 +1,14 @@
-"""The live stream's one poller: alert changes read from the store, fanned out.
+"""The live stream's one reader: alert changes read from the store, fanned out.
 
-One :class:`AlertFeed` per app reads :meth:`Store.alert_changes` every
-``api_stream_poll_s`` in a worker thread and hands each change to every
-connected client's bounded queue. The monitor runs in another process and
-talks to the API only through the store (DESIGN.md), so polling the store's
-history is the one way to learn of its changes; one poller keeps that to one
-query per interval however many people watch.
+One :class:`AlertFeed` per app reads :meth:`Store.alert_changes` in a worker
+thread and hands each change to every connected client's bounded queue. The
+monitor runs in another process and talks to the API only through the store
+(DESIGN.md), so the store's history is where changes are learnt of. On
+TimescaleDB, a listener thread (:meth:`Store.listen_alert_changes`, LISTEN)
+wakes the reader as each change commits; ``api_stream_poll_s`` is then only
+the fallback, and the whole interval on a store that cannot notify (SQLite).
+One reader keeps it to one query per change or interval however many people
+watch.
 
 A client whose queue is full is disconnected instead of buffered without
 bound: its browser reconnects with ``Last-Event-ID`` and catches up from the
@@ -17,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
 import orjson
@@ -99,6 +103,10 @@ class AlertFeed:
         # Made in start(): asyncio objects belong to the loop that serves.
         self._task: asyncio.Task[None] | None = None
         self._stopping: asyncio.Event | None = None
+        self._wake: asyncio.Event | None = None
+        # The store's change listener, where it has one.
+        self._listener: threading.Thread | None = None
+        self._listener_stop = threading.Event()
 
     @property
     def subscribers(self) -> int:
@@ -108,7 +116,22 @@ class AlertFeed:
     def start(self) -> None:
         """Start the poller on the running loop."""
         self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(self._stopping), name="alert-feed")
+        loop, wake = asyncio.get_running_loop(), self._wake
+
+        def woken() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(wake.set)
+
+        self._listener_stop.clear()
+        self._listener = threading.Thread(
+            target=self._listen,
+            args=(woken,),
+            name="alert-feed-listener",
+            daemon=True,
+        )
+        self._listener.start()
 
     async def stop(self) -> None:
         """Stop the poller and end every client's stream.
@@ -118,9 +141,15 @@ class AlertFeed:
         """
         if self._stopping is not None:
             self._stopping.set()
+        if self._wake is not None:
+            self._wake.set()
+        self._listener_stop.set()
         if self._task is not None:
             await self._task
             self._task = None
+        if self._listener is not None:
+            await asyncio.to_thread(self._listener.join, 5)
+            self._listener = None
         for sub in list(self._subscribers):
             self._end(sub)
 
@@ -144,8 +173,23 @@ class AlertFeed:
             if len(rows) < PAGE:
                 return
 
+    def _listen(self, woken: Callable[[], None]) -> None:
+        try:
+            listening = self._store.listen_alert_changes(woken, self._listener_stop)
+        except Exception:  # the poll still reads every change, only later
+            _LOGGER.exception("alert change listener failed, polling only")
+            return
+        if not listening:
+            _LOGGER.info("store cannot notify alert changes, polling only")
+
     async def _run(self, stopping: asyncio.Event) -> None:
+        wake = self._wake
+        if wake is None:  # pragma: no cover - start() makes it
+            return
         while not stopping.is_set():
+            # Cleared before the read: a change committed during it wakes
+            # the next one at once.
+            wake.clear()
             try:
                 await self._poll(stopping)
                 delay = self._poll_s
@@ -153,7 +197,7 @@ class AlertFeed:
                 _LOGGER.exception("alert feed cannot read the store")
                 delay = max(self._poll_s, _RETRY_S)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), delay)
+                await asyncio.wait_for(wake.wait(), delay)
 
     async def _poll(self, stopping: asyncio.Event) -> None:
         if self._cursor is None:

@@ -14,7 +14,8 @@ is rolled back. Every state change is an ``UPDATE ... WHERE state IN (...)``
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -242,6 +243,12 @@ class SQLiteAlertsMixin:
             (alert_id,),
         )
         return [AlertTransition(*r) for r in rows]
+
+    def listen_alert_changes(
+        self, wake: Callable[[], None], stop: threading.Event
+    ) -> bool:
+        """SQLite cannot tell other processes' commits: False, the caller polls."""
+        return False
 
     def alert_changes(
         self, after_seq: int = 0, limit: int = 1000

@@ -16,11 +16,18 @@ history rows commit in the order of their seqs: a reader of
 :meth:`TimescaleAlertsMixin.alert_changes` that resumes after seq N never
 misses a lower seq that committed later. Alert changes are rare; the
 serialisation costs nothing that matters.
+
+Every such transaction also sends ``NOTIFY streamflow_alert_changes``
+(delivered at commit), so that a reader of the history, the API's live
+stream, can wait for changes instead of polling for them
+(:meth:`TimescaleAlertsMixin.listen_alert_changes`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import threading
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +55,14 @@ if TYPE_CHECKING:
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 
+_LOGGER = logging.getLogger(__name__)
+
 _STATES = (*ALERT_ACTIVE_STATES, ALERT_RESOLVED)
+#: The channel every committed history row is announced on.
+ALERT_CHANNEL = "streamflow_alert_changes"
+_NOTIFY = f"SELECT pg_notify('{ALERT_CHANNEL}', '')"
+#: Seconds between two attempts to listen again after the server went away.
+_LISTEN_RETRY_S = 1.0
 # One advisory lock key for every writer of alert history ("SFAL").
 _HISTORY_LOCK = 0x5346_414C
 # The conflict target names the partial index (its column and its WHERE), so
@@ -91,6 +105,7 @@ class TimescaleAlertsMixin:
     if TYPE_CHECKING:
         # Provided by TimescaleStore.
         _pool: ConnectionPool[Conn]
+        _conninfo: str
 
         def _transaction(self) -> AbstractContextManager[Conn]: ...
 
@@ -117,6 +132,7 @@ class TimescaleAlertsMixin:
                 conn.execute(
                     _INSERT_HISTORY, (alert.id, updated, None, ALERT_OPEN, actor, note)
                 )
+                conn.execute(_NOTIFY)
         except psycopg.errors.UniqueViolation as exc:
             raise ValueError(f"alert id {alert.id!r} already exists") from exc
         return True
@@ -188,11 +204,44 @@ class TimescaleAlertsMixin:
                 conn.execute(
                     _INSERT_HISTORY, (alert_id, at, found[0], to_state, actor, note)
                 )
+                conn.execute(_NOTIFY)
         except psycopg.errors.UniqueViolation:
             # The partial unique index: another alert of this fingerprint is
             # active, so this one stays resolved.
             return None
         return _alert(row)
+
+    def listen_alert_changes(
+        self, wake: Callable[[], None], stop: threading.Event
+    ) -> bool:
+        """Call ``wake`` after each commit of alert history, until ``stop`` is set.
+
+        Blocks; run it on a thread of its own. It holds one connection of its
+        own (LISTEN needs a session), outside the pool, and when the server
+        goes away it calls ``wake`` (the caller reads, and learns) and listens
+        again every second.
+
+        Returns:
+            True, once ``stop`` is set.
+        """
+        while not stop.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {ALERT_CHANNEL}")
+                    wake()  # changes made before LISTEN took hold are read now
+                    while not stop.is_set():
+                        # Several notices in one wait mean one read.
+                        if any(True for _ in conn.notifies(timeout=0.5)):
+                            wake()
+            except psycopg.Error as exc:
+                _LOGGER.warning(
+                    "alert change listener lost the server, retrying error=%s: %s",
+                    type(exc).__name__,
+                    str(exc)[:200],
+                )
+                wake()
+                stop.wait(_LISTEN_RETRY_S)
+        return True
 
     def get_alert(self, alert_id: str) -> AlertRecord | None:
         """One alert, or None."""

@@ -10,8 +10,9 @@ times, the loss accounting and the dead letters commit together or not at all.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -479,6 +480,16 @@ class Store(Protocol):
 
         Each comes with its alert as it is now: the live stream resumes from
         a seq.
+        """
+        ...
+
+    def listen_alert_changes(
+        self, wake: Callable[[], None], stop: threading.Event
+    ) -> bool:
+        """Call ``wake`` when alert history commits (any process), until ``stop``.
+
+        Blocks, on a thread of the caller's. A store that cannot tell
+        returns False at once, and the caller polls instead.
         """
         ...
 

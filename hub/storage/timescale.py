@@ -343,6 +343,7 @@ class TimescaleStore(
             f"host={params.get('host', '')} port={params.get('port', '')} "
             f"dbname={params.get('dbname', '')}"
         )
+        self._conninfo = dsn  # for the sessions outside the pool (LISTEN)
         self._pool: ConnectionPool[Conn] = ConnectionPool(
             dsn,
             min_size=min_size,

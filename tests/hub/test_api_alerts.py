@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
@@ -670,6 +671,9 @@ def test_feed_survives_store_errors(monkeypatch, caplog):
                 loop.call_soon_threadsafe(self.failed_thrice.set)
             raise RuntimeError("store down")
 
+        def listen_alert_changes(self, wake, stop):
+            return False  # as SQLite: the feed polls
+
     monkeypatch.setattr(live, "_RETRY_S", 0.01)
     loop = None
 
@@ -769,3 +773,53 @@ def test_alert_routes_need_a_token(store, tmp_path, method, path):
 
     assert resp.status_code == 401
     assert store.get_alert("a1").state == "open"
+
+
+def test_store_listener_wakes_on_each_committed_change(store):
+    """TimescaleDB: wake after LISTEN, then per commit; SQLite: False at once."""
+    woken, stop = threading.Event(), threading.Event()
+    returned: list[bool] = []
+    listener = threading.Thread(
+        target=lambda: returned.append(store.listen_alert_changes(woken.set, stop))
+    )
+    listener.start()
+    try:
+        if store.kind == "sqlite":
+            listener.join(5)
+            assert returned == [False]
+            return
+        assert woken.wait(5)  # listening: whatever came before is read now
+        woken.clear()
+        open_alerts(store, alert("n1", T0))
+        assert woken.wait(5)
+        woken.clear()
+        store.transition_alert("n1", "acknowledged", "op", T0 + MIN, ("open",))
+        assert woken.wait(5)
+    finally:
+        stop.set()
+        listener.join(5)
+    assert returned == [True]
+
+
+@pytest.mark.db
+def test_stream_on_timescaledb_is_woken_by_the_commit_not_the_poll(pg_dsn, tmp_path):
+    """With a 60 s poll, a change still arrives: the commit's NOTIFY wakes the feed."""
+    store = open_store(pg_dsn)
+    store.migrate()
+    settings = HubSettings(
+        data_dir=tmp_path, api_stream_poll_s=60, auth={"enabled": False}
+    )
+    try:
+        with (
+            serve(create_app(store, settings)) as url,
+            http() as c,
+            c.stream("GET", f"{url}/v1/alerts/stream") as resp,
+        ):
+            lines = resp.iter_lines()
+            assert next(sse_events(lines)) == {"retry": "2000"}
+            open_alerts(store, alert("woken", T0))
+            (event,) = read_alert_events(lines, 1)  # within httpx's 10 s
+    finally:
+        store.close()
+
+    assert summary(event)[1:] == ("woken", "opened", "monitor")
