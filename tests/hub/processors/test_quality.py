@@ -250,3 +250,16 @@ def test_spike_checks_survive_values_near_the_float_limit():
         (EventKind.SPIKE, ts[1450]),
         (EventKind.SPIKE, ts[1480]),
     ]
+
+
+def test_quality_gap_with_a_tiny_expected_interval_counts_without_overflow():
+    """expected_interval_s 1e-300 (valid: > 0) gives a gap, not an OverflowError."""
+    proc = QualityProcessor(gap_min_s=0.0)
+    info = DeviceInfo(id="dev-1", expected_interval_s=1e-300)
+    out = proc.process(
+        batch([T0, T0 + MINUTE], [20.0, 20.0]), ctx(devices={"dev-1": info})
+    )
+
+    (gap,) = [e for e in out.events if e.kind == EventKind.GAP]
+    assert gap.details["missing"] == 10**15 - 1
+    assert gap.details["gap_s"] == 60.0
