@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, SecretStr
 
+from edge_agent import config as config_module
 from edge_agent.config import (
     ENV_PREFIX,
     EdgeSettings,
@@ -292,16 +293,17 @@ def test_file_error_before_environment_error(tmp_path, env):
     assert "cannot read" in str(info.value)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file of mode 000")
-def test_unreadable_file_names_config(tmp_path):
+def test_unreadable_file_names_config(tmp_path, monkeypatch):
     """A file that cannot be read is a SettingsError naming 'config'."""
     path = _toml(tmp_path, 'gateway_id = "g"\n')
-    path.chmod(0)
-    try:
-        with pytest.raises(SettingsError, match="cannot read") as info:
-            load_settings(path)
-    finally:
-        path.chmod(0o600)
+
+    def denied(_path):
+        # As a file of mode 000 for anyone but root (the tests run as root).
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(config_module, "_read_toml", denied)
+    with pytest.raises(SettingsError, match=r"cannot read .*Permission denied") as info:
+        load_settings(path)
     assert info.value.setting == "config"
 
 
