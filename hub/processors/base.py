@@ -84,6 +84,8 @@ class SeriesBatch:
         flags: the ``FLAG_*`` bits of each reading.
         past: which readings are late (see the module docstring).
         kind: what the readings are; ``reading`` for numeric readings.
+        new_series: the series had no reading stored before this commit (it
+            created the series): there is no history to warm up from.
     """
 
     key: SeriesKey
@@ -93,6 +95,7 @@ class SeriesBatch:
     flags: Int64s
     past: Bools
     kind: str = READING_KIND
+    new_series: bool = False
 
     def __len__(self) -> int:
         return len(self.ts_us)
@@ -113,6 +116,7 @@ class SeriesBatch:
         block: SeriesBlock,
         now_us: int | None = None,
         horizon_us: int | None = None,
+        new_series: bool = False,
     ) -> SeriesBatch:
         """A committed block as columns, sorted by time, with ``past`` worked out.
 
@@ -122,6 +126,7 @@ class SeriesBatch:
                 ``now_us - horizon_us`` are past.
             horizon_us: how old a reading may be and still count as live;
                 None: age alone never makes a reading past.
+            new_series: the commit created the series (see the attribute).
         """
         ts = np.asarray(block.ts_us, dtype=np.int64)
         order = np.argsort(ts, kind="stable")
@@ -139,6 +144,7 @@ class SeriesBatch:
             flags,
             past,
             block.kind,
+            new_series,
         )
 
     @classmethod
@@ -168,6 +174,7 @@ class SeriesBatch:
             self.flags[mask],
             self.past[mask],
             self.kind,
+            self.new_series,
         )
 
 
@@ -322,7 +329,9 @@ class SeriesProcessor(Processor, Generic[S]):
             return Output()
         if key not in self._live:
             self._live[key] = self.new_state(key)
-            if self.warm_up_s > 0 and ctx.store is not None:
+            # A series this commit created has no history: no query for it
+            # (a new fleet of 100k series would wait for 100k of them).
+            if self.warm_up_s > 0 and ctx.store is not None and not batch.new_series:
                 first = int(batch.ts_us[0])
                 since = first - int(self.warm_up_s * 1e6)
                 self._warm(ctx, key, since, first)

@@ -35,7 +35,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, TypedDict
 
 from hub.processors import backlog
@@ -61,6 +61,8 @@ EVENT_QOS = 1
 _STORE_ATTEMPTS = 3
 _STORE_RETRY_S = 0.5
 _STOP = object()
+#: A commit as queued: its new blocks, and the series it created.
+_Write = tuple[list[SeriesBlock], set[tuple[str, str]]]
 
 
 class ProcessorFigures(TypedDict):
@@ -113,7 +115,7 @@ class ProcessorHost:
         self._horizon_us = int(config.late_horizon_s * 1e6) or None
 
         # The queue from the writer and the thread that empties it.
-        self._queue: backlog.Backlog[list[SeriesBlock] | object] = backlog.Backlog(
+        self._queue: backlog.Backlog[_Write | object] = backlog.Backlog(
             config.queue_max_batches, config.queue_max_readings
         )
         self._thread: threading.Thread | None = None
@@ -154,11 +156,15 @@ class ProcessorHost:
         # Device log records go on as one ``log`` series per device.
         blocks = [*result.new, *log_blocks(result.logs)]
         if self._thread is None:
-            self.process(blocks)
+            self.process(blocks, result.created_series)
             return
         weight = sum(len(b) for b in blocks)
         try:
-            self._queue.put(blocks, weight, timeout=self.config.queue_wait_s)
+            self._queue.put(
+                (blocks, result.created_series),
+                weight,
+                timeout=self.config.queue_wait_s,
+            )
         except backlog.Full:
             with self._figures_lock:
                 self._dropped += 1
@@ -224,18 +230,28 @@ class ProcessorHost:
                 continue
             if item is _STOP:
                 return
-            assert isinstance(item, list)  # the queue holds block lists and _STOP
+            assert isinstance(item, tuple)  # the queue holds writes and _STOP
+            blocks, created = item
             try:
-                self.process(item)
+                self.process(blocks, created)
             except Exception:  # a bug here must not end processing for good
-                _LOGGER.exception("processing failed series=%d", len(item))
+                _LOGGER.exception("processing failed series=%d", len(blocks))
 
     # -------------------------------------------------------------- processing
 
-    def process(self, blocks: Sequence[SeriesBlock]) -> list[Event]:
+    def process(
+        self,
+        blocks: Sequence[SeriesBlock],
+        created: Collection[tuple[str, str]] = (),
+    ) -> list[Event]:
         """Run the processors over committed blocks; store and publish the events.
 
         Also what the processor thread runs; tests call it directly.
+
+        Args:
+            blocks: the readings the commit stored for the first time.
+            created: the (device, metric) of the series the commit created
+                (``WriteResult.created_series``): no history to warm up from.
 
         Returns:
             The events stored for the first time (and published).
@@ -250,7 +266,12 @@ class ProcessorHost:
             for block in blocks:
                 if not len(block):
                     continue
-                batch = SeriesBatch.from_block(block, now, self._horizon_us)
+                batch = SeriesBatch.from_block(
+                    block,
+                    now,
+                    self._horizon_us,
+                    new_series=(block.device, block.metric) in created,
+                )
                 readings += len(batch)
                 for processor in self.router.processors_for(batch.key, batch.kind):
                     output.extend(self._run_one(processor.name, processor, batch, ctx))

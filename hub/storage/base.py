@@ -76,6 +76,9 @@ class WriteResult:
         duplicate_batches: those among ``batches`` that had been stored before.
         logs: the device log records counted for the first time (a resent
             batch's are not), for the log processor.
+        created_series: the (device, metric) of the series this write created:
+            they had no reading stored before, so a processor has no history
+            of theirs to warm up from.
     """
 
     new: list[SeriesBlock] = field(default_factory=list)
@@ -83,6 +86,7 @@ class WriteResult:
     batches: list[tuple[str, int]] = field(default_factory=list)
     duplicate_batches: list[tuple[str, int]] = field(default_factory=list)
     logs: list[LogRecord] = field(default_factory=list)
+    created_series: set[tuple[str, str]] = field(default_factory=set)
 
     @property
     def inserted(self) -> int:

@@ -319,10 +319,12 @@ class SQLiteStore(
         started = time.perf_counter()
         plan = WritePlan(items)
         new_series: dict[tuple[str, str], int] = {}
+        created: set[tuple[str, str]] = set()
         with self._transaction() as cur:
             plan.split(self._insert_batches(cur, plan))
-            plan.build_rows(self._series_ids(cur, plan, new_series))
+            plan.build_rows(self._series_ids(cur, plan, new_series, created))
             result = plan.finish(self._insert_readings(cur, plan))
+            result.created_series = created
             result.logs = self._insert_logs(cur, plan.fresh)
             cur.executemany(_UPSERT_LATEST, plan.latest_rows())
             cur.executemany(_UPSERT_DEVICE_SEEN, plan.device_rows())
@@ -364,16 +366,19 @@ class SQLiteStore(
         cur: sqlite3.Cursor,
         plan: WritePlan,
         new_series: dict[tuple[str, str], int],
+        created: set[tuple[str, str]],
     ) -> dict[tuple[str, str], int]:
         ids: dict[tuple[str, str], int] = {}
         for device, metric, unit in plan.series_keys():
             sid = self._series.get((device, metric))
             if sid is None:
-                cur.execute(
+                inserted = cur.execute(
                     "INSERT INTO series (device, metric, unit) VALUES (?, ?, ?)"
-                    " ON CONFLICT (device, metric) DO NOTHING",
+                    " ON CONFLICT (device, metric) DO NOTHING RETURNING 1",
                     (device, metric, unit),
-                )
+                ).fetchone()
+                if inserted is not None:
+                    created.add((device, metric))
                 sid = cur.execute(
                     "SELECT id FROM series WHERE device = ? AND metric = ?",
                     (device, metric),

@@ -167,6 +167,7 @@ _INSERT_SERIES = """
 INSERT INTO series (device, metric, unit)
 SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])
 ON CONFLICT (device, metric) DO NOTHING
+RETURNING device, metric
 """
 _SELECT_SERIES = """
 SELECT s.id, s.device, s.metric
@@ -477,10 +478,12 @@ class TimescaleStore(
         started = time.perf_counter()
         plan = WritePlan(items)
         new_series: dict[tuple[str, str], int] = {}
+        created: set[tuple[str, str]] = set()
         with self._transaction() as conn:
             plan.split(self._insert_batches(conn, plan))
-            plan.build_rows(self._series_ids(conn, plan, new_series))
+            plan.build_rows(self._series_ids(conn, plan, new_series, created))
             result = plan.finish_by_series(self._insert_readings(conn, plan))
+            result.created_series = created
             result.logs = self._insert_logs(conn, plan.fresh)
             self._upsert_latest(conn, plan.latest_rows())
             self._upsert_seen(conn, plan)
@@ -508,7 +511,11 @@ class TimescaleStore(
         return {(gw, seq) for gw, seq in rows.fetchall()}
 
     def _series_ids(
-        self, conn: Conn, plan: WritePlan, new_series: dict[tuple[str, str], int]
+        self,
+        conn: Conn,
+        plan: WritePlan,
+        new_series: dict[tuple[str, str], int],
+        created: set[tuple[str, str]],
     ) -> dict[tuple[str, str], int]:
         ids: dict[tuple[str, str], int] = {}
         missing: list[tuple[str, str, str]] = []
@@ -520,7 +527,8 @@ class TimescaleStore(
                 ids[(device, metric)] = sid
         if missing:
             devices, metrics, units = (list(c) for c in zip(*missing, strict=True))
-            conn.execute(_INSERT_SERIES, [devices, metrics, units])
+            rows = conn.execute(_INSERT_SERIES, [devices, metrics, units])
+            created.update((device, metric) for device, metric in rows.fetchall())
             for sid, device, metric in conn.execute(
                 _SELECT_SERIES, [devices, metrics]
             ).fetchall():

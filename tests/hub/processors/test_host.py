@@ -298,3 +298,47 @@ def test_host_rollups_thread_refreshes_every_interval(store):
         host.stop(5)
 
     assert [(r.count, r.min, r.max, r.last) for r in rolled] == [(2, 1.0, 4.0, 4.0)]
+
+
+class _CountingStore:
+    """The real store, counting the warm-up reads of history."""
+
+    def __init__(self, store):
+        self._store = store
+        self.history_reads: list[tuple[str, str]] = []
+
+    def readings(self, device, metric, *args, **kwargs):
+        self.history_reads.append((device, metric))
+        return self._store.readings(device, metric, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_host_warms_up_only_series_the_commit_did_not_create(store):
+    """A created series has no history to read; a known one is warmed up."""
+    first = _write(store, [20.0], device="dev-old")
+    assert first.created_series == {("dev-old", "temperature")}
+    counting = _CountingStore(store)
+    host = ProcessorHost(
+        ProcessorsConfig(routes=[ProcessorRoute(processor="anomaly")]),
+        counting,
+        clock=lambda: T0 + MINUTE,
+    )
+    both = store.write(
+        [
+            IngestItem(
+                None,
+                None,
+                [
+                    SeriesBlock(d, "temperature", "C", [T0 + MINUTE], [21.0], [0])
+                    for d in ("dev-old", "dev-new")
+                ],
+                T0,
+            )
+        ]
+    )
+    host.process(both.new, both.created_series)
+
+    assert both.created_series == {("dev-new", "temperature")}
+    assert counting.history_reads == [("dev-old", "temperature")]

@@ -55,6 +55,29 @@ def test_write_new_batch_reports_new_readings(store):
     assert (result.batches, result.duplicate_batches) == ([("gw-1", 1)], [])
 
 
+def test_write_names_only_the_series_it_created(store, request, tmp_path):
+    """created_series: new series once; never again, even from a fresh store."""
+    first = store.write([item([_three()], RECEIVED, "gw-1", 1)])
+    second = store.write(
+        [item([_three(start=T0 + HOUR_US), _three("dev-2")], RECEIVED, "gw-1", 2)]
+    )
+    # A second store on the same database has an empty cache of series ids.
+    if store.kind == "sqlite":
+        other = type(store)(tmp_path / "store.db")
+    else:
+        other = type(store)(request.getfixturevalue("pg_dsn"))
+    try:
+        third = other.write(
+            [item([_three(start=T0 + 2 * HOUR_US)], RECEIVED, "gw-1", 3)]
+        )
+    finally:
+        other.close()
+
+    assert first.created_series == {("dev-1", "temp")}
+    assert second.created_series == {("dev-2", "temp")}
+    assert third.created_series == set()
+
+
 def test_write_same_batch_twice_stores_once(store):
     """A resent (gateway, seq) is stored once; the second write says duplicate."""
     store.write([item([_three()], RECEIVED, "gw-1", 1)])
