@@ -61,7 +61,7 @@ from hub.processors.base import (
     SeriesProcessor,
 )
 from hub.processors.events import Event, EventKind, EventState, Severity
-from hub.processors.quality import QualityConfig, ValueRange
+from hub.processors.quality import QualityProcessor
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -429,8 +429,8 @@ class AnomalyProcessor(SeriesProcessor[AnomalyState]):
     def __init__(self, **options: Any) -> None:
         super().__init__()
         self.detector = AnomalyDetector(AnomalyConfig(**options))
-        self._quality = QualityConfig()
-        self._ranges: dict[SeriesKey, ValueRange | None] = {}
+        # For the default ranges, cached by metric and unit.
+        self._quality = QualityProcessor()
 
     def new_state(self, key: SeriesKey) -> AnomalyState:
         """A model that has seen nothing."""
@@ -452,10 +452,7 @@ class AnomalyProcessor(SeriesProcessor[AnomalyState]):
         return [self._event(f, batch, ctx, past) for f in found]
 
     def _possible(self, batch: SeriesBatch) -> SeriesBatch:
-        key = batch.key
-        if key not in self._ranges:
-            self._ranges[key] = self._quality.range_for(batch.metric, batch.unit)
-        rng = self._ranges[key]
+        rng = self._quality.range_for(batch.metric, batch.unit)
         values = batch.values
         if rng is None or not len(values):
             return batch

@@ -243,6 +243,16 @@ class QualityProcessor(SeriesProcessor[QualityState]):
         self.config = QualityConfig(**options)
         self.warm_up_s = self.config.warm_up_s
         self._half_life_us = self.config.stats_half_life_s * 1e6
+        # Ranges by (metric, unit): a new fleet brings a series per device,
+        # and each lookup builds and matches every pattern.
+        self._ranges: dict[tuple[str, str], ValueRange | None] = {}
+
+    def range_for(self, metric: str, unit: str) -> ValueRange | None:
+        """The configured range of a metric, looked up once per metric and unit."""
+        key = (metric, unit)
+        if key not in self._ranges:
+            self._ranges[key] = self.config.range_for(metric, unit)
+        return self._ranges[key]
 
     def new_state(self, key: SeriesKey) -> QualityState:
         """A series with nothing learned."""
@@ -279,7 +289,7 @@ class QualityProcessor(SeriesProcessor[QualityState]):
     ) -> list[Event]:
         if not state.range_known:
             # Known from the first batch on: the unit decides °C or °F.
-            state.range = self.config.range_for(batch.metric, batch.unit)
+            state.range = self.range_for(batch.metric, batch.unit)
             state.range_known = True
         info = ctx.device(batch.device)
         expected_s = info.expected_interval_s if info is not None else None
