@@ -129,14 +129,10 @@ class SeriesBatch:
             new_series: the commit created the series (see the attribute).
         """
         ts = np.asarray(block.ts_us, dtype=np.int64)
-        flags = np.asarray(block.flags, dtype=np.int64)
-        values = np.asarray(block.values, dtype=np.float64)
-        # Blocks come sorted from the stores: sort only the rare one that is
-        # not (a fleet's blocks hold one reading, where numpy's calls are
-        # most of the cost).
-        if len(ts) > 1 and bool((ts[1:] < ts[:-1]).any()):
-            order = np.argsort(ts, kind="stable")
-            ts, flags, values = ts[order], flags[order], values[order]
+        order = np.argsort(ts, kind="stable")
+        ts = ts[order]
+        flags = np.asarray(block.flags, dtype=np.int64)[order]
+        values = np.asarray(block.values, dtype=np.float64)[order]
         past = (flags & FLAG_LATE) != 0
         if now_us is not None and horizon_us is not None:
             past |= ts < now_us - horizon_us
@@ -340,23 +336,19 @@ class SeriesProcessor(Processor, Generic[S]):
                 since = first - int(self.warm_up_s * 1e6)
                 self._warm(ctx, key, since, first)
         clock = self._live_clock.get(key)
-        if clock is None or int(batch.ts_us[0]) > clock:
-            # All live (the batch is in time order): the common case, with no
-            # mask to build.
-            return Output(events=self._step_live(key, batch, ctx))
-        live_mask = batch.ts_us > clock
+        if clock is None:
+            live_mask = np.ones(len(batch), dtype=np.bool_)
+        else:
+            live_mask = batch.ts_us > clock
         events: list[Event] = []
         if live_mask.any():
-            events += self._step_live(key, batch.select(live_mask), ctx)
-        events += self._step_past(batch.select(~live_mask), ctx)
+            live = batch.select(live_mask)
+            found = self.step(self._live[key], live, ctx, past=False)
+            self._live_clock[key] = int(live.ts_us[-1])
+            events += _mark_late(found, live) if live.past.any() else found
+        if not live_mask.all():
+            events += self._step_past(batch.select(~live_mask), ctx)
         return Output(events=events)
-
-    def _step_live(
-        self, key: SeriesKey, live: SeriesBatch, ctx: Context
-    ) -> list[Event]:
-        found = self.step(self._live[key], live, ctx, past=False)
-        self._live_clock[key] = int(live.ts_us[-1])
-        return _mark_late(found, live) if live.past.any() else found
 
     def _step_past(self, batch: SeriesBatch, ctx: Context) -> list[Event]:
         key = batch.key

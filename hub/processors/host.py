@@ -259,7 +259,6 @@ class ProcessorHost:
         with self._lock:
             started = time.perf_counter()
             self._refresh()
-            self._prefetch_devices(blocks)
             now = self._clock()
             ctx = Context(now_us=now, store=self.store, device=self._device)
             output = Output()
@@ -423,33 +422,6 @@ class ProcessorHost:
                         suppressed,
                         str(exc)[:200],
                     )
-
-    def _prefetch_devices(self, blocks: Sequence[SeriesBlock]) -> None:
-        """Load the write's uncached devices in one query, not one per device."""
-        now = time.monotonic()
-        fresh_after = now - self.config.device_cache_s
-        wanted = {
-            b.device
-            for b in blocks
-            if (cached := self._devices.get(b.device)) is None
-            or cached[0] <= fresh_after
-        }
-        if not wanted:
-            return
-        try:
-            found = self.store.get_devices(wanted)
-        except Exception as exc:  # each device is then looked up on its own
-            suppressed = self._limiter.allow("device_lookup")
-            if suppressed is not None:
-                _LOGGER.warning(
-                    "device lookup failed devices=%d error=%s suppressed=%d",
-                    len(wanted),
-                    type(exc).__name__,
-                    suppressed,
-                )
-            return
-        for device in wanted:
-            self._devices[device] = (now, found.get(device))
 
     def _device(self, device: str) -> DeviceInfo | None:
         cached = self._devices.get(device)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -200,10 +200,6 @@ class Store(Protocol):
 
     def get_device(self, device_id: str) -> DeviceInfo | None:
         """One device, or None."""
-        ...
-
-    def get_devices(self, device_ids: Collection[str]) -> dict[str, DeviceInfo]:
-        """The devices of ``device_ids`` that exist, by id; missing ids left out."""
         ...
 
     def list_devices(self, gateway: str | None = None) -> list[DeviceInfo]:

@@ -22,7 +22,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -69,8 +69,6 @@ _LOGGER = logging.getLogger(__name__)
 
 # RETURNING arrived in SQLite 3.35 (2021-03); the write path depends on it.
 _MIN_SQLITE = (3, 35, 0)
-#: Ids in one ``IN (...)`` at most (SQLite's variable limit is 999 on old builds).
-_IDS_PER_QUERY = 500
 
 _CREATE_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS readings_staging (
@@ -516,20 +514,6 @@ class SQLiteStore(
             f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ?", (device_id,)
         )
         return _device(rows[0]) if rows else None
-
-    def get_devices(self, device_ids: Collection[str]) -> dict[str, DeviceInfo]:
-        """The devices of ``device_ids`` that exist, by id (500 ids a query)."""
-        ids = list(device_ids)
-        found: dict[str, DeviceInfo] = {}
-        for start in range(0, len(ids), _IDS_PER_QUERY):
-            chunk = ids[start : start + _IDS_PER_QUERY]
-            marks = ", ".join("?" * len(chunk))
-            rows = self._query(
-                f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id IN ({marks})",
-                tuple(chunk),
-            )
-            found.update((d.id, d) for d in map(_device, rows))
-        return found
 
     def list_devices(self, gateway: str | None = None) -> list[DeviceInfo]:
         """Every device, ordered by id, optionally of one gateway."""

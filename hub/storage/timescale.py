@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -746,17 +746,6 @@ class TimescaleStore(
                 f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = %s", [device_id]
             ).fetchone()
         return None if row is None else _device(row)
-
-    def get_devices(self, device_ids: Collection[str]) -> dict[str, DeviceInfo]:
-        """The devices of ``device_ids`` that exist, by id, in one query."""
-        if not device_ids:
-            return {}
-        with self._pool.connection() as conn:
-            rows = conn.execute(
-                f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ANY(%s)",
-                [list(device_ids)],
-            ).fetchall()
-        return {d.id: d for d in map(_device, rows)}
 
     def list_devices(self, gateway: str | None = None) -> list[DeviceInfo]:
         """Every device, ordered by id, optionally of one gateway."""

@@ -306,15 +306,6 @@ class _CountingStore:
     def __init__(self, store):
         self._store = store
         self.history_reads: list[tuple[str, str]] = []
-        self.device_reads: list[list[str]] = []
-
-    def get_devices(self, ids):
-        self.device_reads.append(sorted(ids))
-        return self._store.get_devices(ids)
-
-    def get_device(self, device):
-        self.device_reads.append([device])
-        return self._store.get_device(device)
 
     def readings(self, device, metric, *args, **kwargs):
         self.history_reads.append((device, metric))
@@ -351,30 +342,3 @@ def test_host_warms_up_only_series_the_commit_did_not_create(store):
 
     assert both.created_series == {("dev-new", "temperature")}
     assert counting.history_reads == [("dev-old", "temperature")]
-
-
-def test_host_looks_up_a_writes_devices_in_one_query(store):
-    """Quality reads each device's interval: one bulk lookup, cached after."""
-    counting = _CountingStore(store)
-    host = ProcessorHost(
-        ProcessorsConfig(routes=[ProcessorRoute(processor="quality")]),
-        counting,
-        clock=lambda: T0,
-    )
-    for start in (T0, T0 + MINUTE):
-        result = store.write(
-            [
-                IngestItem(
-                    None,
-                    None,
-                    [
-                        SeriesBlock(d, "temperature", "C", [start], [21.0], [0])
-                        for d in ("dev-a", "dev-b", "dev-c")
-                    ],
-                    T0,
-                )
-            ]
-        )
-        host.process(result.new, result.created_series)
-
-    assert counting.device_reads == [["dev-a", "dev-b", "dev-c"]]

@@ -396,26 +396,6 @@ def test_list_devices_filters_by_gateway_ordered_by_id(store):
     assert [d.id for d in store.list_devices()] == ["dev-a", "dev-b", "dev-c"]
 
 
-def test_get_devices_returns_those_that_exist_in_one_call(store):
-    """get_devices: found ids with their entries; unknown ids left out; chunks."""
-    store.upsert_device(
-        DeviceInfo("dev-t", tags={"room": "lab"}, expected_interval_s=30)
-    )
-    many = [f"dev-{i:04d}" for i in range(1200)]  # more than one SQLite chunk
-    store.write([item([_three(d) for d in many[:3]], RECEIVED, "gw-1", 1)])
-
-    found = store.get_devices(["dev-t", "nope", *many])
-
-    assert sorted(found) == ["dev-0000", "dev-0001", "dev-0002", "dev-t"]
-    assert found["dev-t"] == store.get_device("dev-t")
-    assert (found["dev-t"].tags, found["dev-t"].expected_interval_s) == (
-        {"room": "lab"},
-        30,
-    )
-    assert found["dev-0001"].gateway == "gw-1"
-    assert store.get_devices([]) == {}
-
-
 # -- accounting ----------------------------------------------------------------
 
 
