@@ -257,15 +257,16 @@ def test_hub_service_processors_disabled_adds_no_hook(store, tmp_path):
     assert service.status()["processors"] is None
 
 
+def _rollups_host(store, every_s: float) -> ProcessorHost:
+    config = ProcessorsConfig(
+        routes=[ProcessorRoute(processor="rollups")], rollups_every_s=every_s
+    )
+    return ProcessorHost(config, store, clock=lambda: T0)
+
+
 def test_host_thread_refreshes_touched_minutes_together(store):
     """Writes on the thread mark minutes; one refresh covers them, at stop here."""
-    host = ProcessorHost(
-        ProcessorsConfig(
-            routes=[ProcessorRoute(processor="rollups")], rollups_every_s=3600
-        ),
-        store,
-        clock=lambda: T0,
-    )
+    host = _rollups_host(store, every_s=3600)
     host.start()
     host.on_committed(_write(store, [1.0, 2.0]))
     host.on_committed(_write(store, [3.0], start=T0 + 20 * SECOND))
@@ -281,13 +282,7 @@ def test_host_thread_refreshes_touched_minutes_together(store):
 
 def test_host_rollups_thread_refreshes_every_interval(store):
     """With a short interval the rollups follow the writes while the host runs."""
-    host = ProcessorHost(
-        ProcessorsConfig(
-            routes=[ProcessorRoute(processor="rollups")], rollups_every_s=0.05
-        ),
-        store,
-        clock=lambda: T0,
-    )
+    host = _rollups_host(store, every_s=0.05)
     host.start()
     try:
         host.on_committed(_write(store, [1.0, 4.0]))
