@@ -188,11 +188,12 @@ class ProcessorHost:
             target=self._run, name="streamflow-processors", daemon=True
         )
         self._thread.start()
-        self._rollups_stop.clear()
-        self._rollups_thread = threading.Thread(
-            target=self._run_rollups, name="streamflow-rollups", daemon=True
-        )
-        self._rollups_thread.start()
+        if self.config.rollups_every_s > 0:  # 0: process() refreshes each write
+            self._rollups_stop.clear()
+            self._rollups_thread = threading.Thread(
+                target=self._run_rollups, name="streamflow-rollups", daemon=True
+            )
+            self._rollups_thread.start()
         _LOGGER.info(
             "processors started routes=%s",
             ",".join(r.processor for r in self.config.routes),
@@ -281,9 +282,10 @@ class ProcessorHost:
                 self._send(event)
             with self._dirty_lock:
                 self._dirty.update(output.rollups)
-            if self._thread is None:
+            if self._thread is None or self._rollups_thread is None:
                 # Without the threads (tests, evaluate) the caller expects
-                # the rollups to be current when process() returns.
+                # the rollups to be current when process() returns; and
+                # rollups_every_s 0 asks for a refresh after every write.
                 self._flush_rollups()
             with self._figures_lock:
                 self._batches += 1

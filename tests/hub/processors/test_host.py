@@ -337,3 +337,23 @@ def test_host_warms_up_only_series_the_commit_did_not_create(store):
 
     assert both.created_series == {("dev-new", "temperature")}
     assert counting.history_reads == [("dev-old", "temperature")]
+
+
+def test_host_rollups_every_0_refreshes_after_each_write_without_a_thread(store):
+    """rollups_every_s 0: each write's minutes are current once it is processed."""
+
+    def rollup_threads() -> int:
+        return [t.name for t in threading.enumerate()].count("streamflow-rollups")
+
+    host = _rollups_host(store, every_s=0)
+    before = rollup_threads()
+    host.start()
+    try:
+        assert rollup_threads() == before  # none started
+        host.on_committed(_write(store, [2.0, 5.0]))
+        wait_for(lambda: host.figures()["rollup_rows"] == 1, 5)
+        rolled = store.rollups("dev-1", "temperature", T0, T0 + MINUTE)
+    finally:
+        host.stop(5)
+
+    assert [(r.count, r.max) for r in rolled] == [(2, 5.0)]
