@@ -54,7 +54,7 @@ MACHINE = "2 cores, shared by client, broker, hub and database"
     type=click.Path(dir_okay=False, path_type=Path),
     help="Plot throughput and latency over the run into this PNG file.",
 )
-@click.option("--quick", is_flag=True, help="Smaller loads: about a minute.")
+@click.option("--quick", is_flag=True, help="Smaller loads: about 1.5 minutes.")
 @click.option(
     "--rate",
     type=click.FloatRange(min=1, min_open=False),
@@ -65,7 +65,7 @@ MACHINE = "2 cores, shared by client, broker, hub and database"
     "--alerts-tuned",
     is_flag=True,
     help="Add the alert scenario's diagnostic phase: the hub with rollups and "
-    "thresholds only (about 80 s more).",
+    "thresholds only (about 40 s more).",
 )
 @click.option(
     "--keep-workdir", is_flag=True, help="Keep the folder of logs and buffers."
@@ -108,7 +108,10 @@ def bench(
             alerts_rate=rate,
         )
     except BenchError as exc:
-        raise click.ClickException(str(exc)) from exc
+        # One line and status 2, like every command that cannot reach a
+        # service (the README's promise); psycopg's messages span lines.
+        click.echo(f"streamflow: error: {' '.join(str(exc).split())}", err=True)
+        sys.exit(2)
     # A pipe gets the whole table, unwrapped; a terminal its own width.
     out = Console() if sys.stdout.isatty() else Console(width=_PIPE_WIDTH)
     _report.print_report(out, suite.results)

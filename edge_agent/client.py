@@ -192,8 +192,10 @@ class Session:
 
     def _quiet_stop(self, record: logging.LogRecord) -> bool:
         # paho 2.2 logs "Client is not connected" at ERROR when its loop runs
-        # once more after our own disconnect: not an error on a stop.
-        return not (self._stopping and record.getMessage().startswith("Client is not"))
+        # once more after our own disconnect, and at every failed attempt to
+        # connect: the first is no error, the second has our own line
+        # ("cannot connect ... retry_in_s"), which says what happens next.
+        return not record.getMessage().startswith("Client is not connected")
 
     def _rearm(self) -> float:
         delay = self._backoff.next_delay()
@@ -277,7 +279,8 @@ class Session:
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         delay = self._rearm()
-        _LOGGER.info(
+        # A warning: nothing is delivered meanwhile (the backoff spaces them).
+        _LOGGER.warning(
             "%s cannot connect url=%s retry_in_s=%.2f", self.name, self.url, delay
         )
 

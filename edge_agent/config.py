@@ -312,6 +312,12 @@ class EdgeSettings(BaseModel):
         default=5.0, ge=0, description="on stop, wait this long for the hub's acks"
     )
 
+    @field_validator("mqtt_version", "local_mqtt_version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value: Any) -> Any:
+        # TOML reads mqtt_version = 5 as a number; "5" is what is meant.
+        return "5" if value == 5 and not isinstance(value, bool) else value
+
     @field_validator("hub_url")
     @classmethod
     def _check_hub_url(cls, value: str) -> str:
@@ -418,7 +424,8 @@ def load_settings(config: Path | str | None = None, **values: Any) -> EdgeSettin
     named = config if config is not None else os.environ.get(CONFIG_ENV) or None
     path = Path(named) if named is not None else None
     if path is not None and not path.is_file():
-        raise SettingsError("config", f"no such file {str(path)!r}")
+        what = "not a file" if path.exists() else "no such file"
+        raise SettingsError("config", f"{what} {str(path)!r}")
     given = {k: v for k, v in values.items() if v is not None}
     try:
         with _config_file(path):

@@ -112,6 +112,7 @@ class ProcessorsConfig(BaseModel):
     rollups_every_s: float = Field(
         default=2.0,
         ge=0,
+        allow_inf_nan=False,
         description="how often the minutes the processors touched have their "
         "rollups recomputed (each at most once per interval; 0: after every "
         "write). Each refresh reads the whole minute back, so with many "

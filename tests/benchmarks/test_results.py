@@ -64,3 +64,22 @@ def test_cli_names_every_scenario():
     from benchmarks.suite import SCENARIOS
 
     assert list(SCENARIO_NAMES) == list(SCENARIOS)
+
+
+def test_cli_unreachable_database_is_one_line_and_status_2():
+    """A server that refuses: one error line, the password masked, exit 2."""
+    from click.testing import CliRunner
+
+    from benchmarks.cli import bench
+
+    # Port 1 on loopback refuses at once; nothing is started before the DB.
+    result = CliRunner().invoke(
+        bench, ["--db", "postgresql://u:secret@127.0.0.1:1/x", "--scenario", "queries"]
+    )
+
+    errors = [line for line in result.output.splitlines() if "error" in line]
+    assert result.exit_code == 2
+    assert len(errors) == 1
+    assert errors[0].startswith("streamflow: error: cannot make a scratch database")
+    assert "secret" not in result.output
+    assert "u:***@127.0.0.1:1/x" in errors[0]

@@ -262,7 +262,7 @@ def test_file_read_only_by_load_settings(tmp_path, env):
 @pytest.mark.parametrize(
     ("text", "setting", "message"),
     [
-        ('gateway_id = "g"\nmqtt_version = 5\n', "mqtt_version", "'3.1.1' or '5'"),
+        ('gateway_id = "g"\nmqtt_version = 4\n', "mqtt_version", "'3.1.1' or '5'"),
         ('gateway_id = "g"\nkeepalive_s = "x"\n', "keepalive_s", "valid integer"),
         ('gateway_id = "g"\n[inputs]\nadapter = "json"\n', "inputs", "valid list"),
         ('gateway_id = "g"\n[[inputs]]\nadapter = "x"\n', "inputs.0.adapter", "json"),
@@ -503,3 +503,20 @@ def test_env_numbers_round_trip(keepalive, rate, insecure):
         rate,
         insecure,
     )
+
+
+def test_toml_mqtt_version_5_as_a_number_means_5(tmp_path, env):
+    """``mqtt_version = 5`` (a TOML integer) is taken as "5"; 4 is still refused."""
+    five = load_settings(_toml(tmp_path, 'gateway_id = "g"\nmqtt_version = 5\n'))
+    assert (five.mqtt_version, five.local_mqtt_version) == ("5", "3.1.1")
+
+    with pytest.raises(SettingsError) as info:
+        load_settings(_toml(tmp_path, 'gateway_id = "g"\nmqtt_version = 4\n'))
+    assert info.value.setting == "mqtt_version"
+
+
+def test_a_directory_as_config_is_named_not_a_file(tmp_path, env):
+    """STREAMFLOW_EDGE_CONFIG naming a directory says so, not 'no such file'."""
+    with pytest.raises(SettingsError, match="not a file") as info:
+        load_settings(tmp_path)
+    assert info.value.setting == "config"
