@@ -27,23 +27,16 @@ from hub.security.store import (
     TokenFamily,
     UserRecord,
 )
+from hub.storage._auth_common import AUDIT_COLUMNS as _AUDIT_COLUMNS
+from hub.storage._auth_common import CLIENT_COLUMNS as _CLIENT_COLUMNS
+from hub.storage._auth_common import FAMILY_COLUMNS as _FAMILY_COLUMNS
+from hub.storage._auth_common import USER_COLUMNS as _USER_COLUMNS
 from hub.storage._common import dt_to_us, opt_dt_to_us, us_to_dt
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
 Conn = psycopg.Connection[tuple[Any, ...]]
-
-_USER_COLUMNS = "name, role, password_hash, disabled, created_at, updated_at"
-_CLIENT_COLUMNS = (
-    "id, secret_hash, roles, name, allow_networks, deny_networks, disabled,"
-    " created_at, updated_at"
-)
-_FAMILY_COLUMNS = "id, subject, scope, client, created_at, revoked_at, revoked_reason"
-_AUDIT_COLUMNS = (
-    "time, kind, request_id, actor, role, client, address, method, path, query,"
-    " status, duration_ms, detail, id"
-)
 
 
 class TimescaleAuthMixin:
