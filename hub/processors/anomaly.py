@@ -61,7 +61,7 @@ from hub.processors.base import (
     SeriesProcessor,
 )
 from hub.processors.events import Event, EventKind, EventState, Severity
-from hub.processors.quality import QualityProcessor
+from hub.processors.quality import default_range
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -429,8 +429,6 @@ class AnomalyProcessor(SeriesProcessor[AnomalyState]):
     def __init__(self, **options: Any) -> None:
         super().__init__()
         self.detector = AnomalyDetector(AnomalyConfig(**options))
-        # For the default ranges, cached by metric and unit.
-        self._quality = QualityProcessor()
 
     def new_state(self, key: SeriesKey) -> AnomalyState:
         """A model that has seen nothing."""
@@ -452,7 +450,7 @@ class AnomalyProcessor(SeriesProcessor[AnomalyState]):
         return [self._event(f, batch, ctx, past) for f in found]
 
     def _possible(self, batch: SeriesBatch) -> SeriesBatch:
-        rng = self._quality.range_for(batch.metric, batch.unit)
+        rng = default_range(batch.metric, batch.unit)
         values = batch.values
         if rng is None or not len(values):
             return batch

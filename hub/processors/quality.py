@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import functools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -148,6 +149,15 @@ class QualityConfig(BaseModel):
                     return _in_fahrenheit(found) if unit in _FAHRENHEIT_UNITS else found
                 return found
         return None
+
+
+_DEFAULTS = QualityConfig()
+
+
+@functools.lru_cache(maxsize=4096)
+def default_range(metric: str, unit: str = "") -> ValueRange | None:
+    """The default physical range of a metric (no site ranges), looked up once."""
+    return _DEFAULTS.range_for(metric, unit)
 
 
 def _in_fahrenheit(celsius: ValueRange) -> ValueRange:
