@@ -331,6 +331,7 @@ def test_agent_does_not_import_pydantic_settings():
 def _reference(model: type[BaseModel], prefix: str) -> Any:
     """A pydantic-settings class with ``model``'s fields and the agent's options."""
     import pydantic_settings  # the hub extra; the tests install it
+
     namespace: dict[str, Any] = {
         "__annotations__": {n: f.annotation for n, f in model.model_fields.items()},
         "model_config": pydantic_settings.SettingsConfigDict(
