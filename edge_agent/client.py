@@ -66,6 +66,19 @@ class Backoff:
         self._failures = 0
 
 
+def _drop_not_connected(record: logging.LogRecord) -> bool:
+    """Filter out paho's "Client is not connected" lines.
+
+    paho 2.2 logs it at ERROR when its loop runs once more after our own
+    disconnect, and at every failed attempt to connect: the first is no
+    error, the second has our own line ("cannot connect ... retry_in_s"),
+    which says what happens next. One function for every session, so that
+    a logger shared by sessions of the same name holds it once (a filter
+    bound to each session would pile up and keep every session alive).
+    """
+    return not record.getMessage().startswith("Client is not connected")
+
+
 class Session:
     """One persistent MQTT session run by paho's network thread.
 
@@ -125,7 +138,7 @@ class Session:
             manual_ack=manual_ack,
         )
         paho_logger = logging.getLogger(f"{__name__}.paho.{name}")
-        paho_logger.addFilter(self._quiet_stop)
+        paho_logger.addFilter(_drop_not_connected)
         self.client.enable_logger(paho_logger)
         if username is not None:
             secret = password.get_secret_value() if password else None
@@ -189,13 +202,6 @@ class Session:
         self.client.loop_stop()
         self._connected.clear()
         _LOGGER.info("%s stopped url=%s", self.name, self.url)
-
-    def _quiet_stop(self, record: logging.LogRecord) -> bool:
-        # paho 2.2 logs "Client is not connected" at ERROR when its loop runs
-        # once more after our own disconnect, and at every failed attempt to
-        # connect: the first is no error, the second has our own line
-        # ("cannot connect ... retry_in_s"), which says what happens next.
-        return not record.getMessage().startswith("Client is not connected")
 
     def _rearm(self) -> float:
         delay = self._backoff.next_delay()
