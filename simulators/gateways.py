@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 from protocol import topics
 from protocol.readings import Reading
 from simulators.errors import SinkError
+from simulators.sinks import assign_gateway
 
 if TYPE_CHECKING:
     from edge_agent.agent import EdgeAgent
@@ -99,11 +100,7 @@ class EdgeGatewaySink:
 
     def gateway_of(self, device: str) -> str:
         """The gateway a device is assigned to (round-robin on first sight)."""
-        gw = self.assignment.get(device)
-        if gw is None:
-            gw = self.gateways[len(self.assignment) % len(self.gateways)]
-            self.assignment[device] = gw
-        return gw
+        return assign_gateway(self.assignment, self.gateways, device)
 
     def start(self) -> None:
         """Start every agent.

@@ -36,6 +36,7 @@ from protocol.models import BatchAck, in_ranges
 from protocol.readings import Reading
 from protocol.validate import now_us
 from simulators.errors import SinkError
+from simulators.sinks import assign_gateway
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -178,11 +179,7 @@ class HttpIngestSink:
 
     def gateway_of(self, device: str) -> str:
         """The gateway a device is assigned to (round-robin on first sight)."""
-        gw = self.assignment.get(device)
-        if gw is None:
-            gw = self.gateways[len(self.assignment) % len(self.gateways)]
-            self.assignment[device] = gw
-        return gw
+        return assign_gateway(self.assignment, self.gateways, device)
 
     def start(self) -> None:
         """Sign in (``GET /v1/auth/me``) and pick each gateway's first seq.

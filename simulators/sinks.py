@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 from urllib.parse import unquote, urlsplit
@@ -164,6 +165,21 @@ def telemetry_messages(readings: list[Reading]) -> list[tuple[str, bytes]]:
     return [
         (topics.telemetry(dev), codec.dumps(doc)) for (dev, _), doc in groups.items()
     ]
+
+
+def assign_gateway(
+    assignment: dict[str, str], gateways: Sequence[str], device: str
+) -> str:
+    """The gateway of ``device``: as assigned, else the next one round-robin.
+
+    A device seen for the first time is added to ``assignment``, so that it
+    stays on its gateway for the rest of the run.
+    """
+    gw = assignment.get(device)
+    if gw is None:
+        gw = gateways[len(assignment) % len(gateways)]
+        assignment[device] = gw
+    return gw
 
 
 class MqttSensorSink:

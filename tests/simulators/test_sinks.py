@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from protocol.readings import Reading
 from simulators.errors import SinkError
-from simulators.sinks import BrokerAddress, MqttSensorSink, redact, telemetry_messages
+from simulators.sinks import (
+    BrokerAddress,
+    MqttSensorSink,
+    assign_gateway,
+    redact,
+    telemetry_messages,
+)
 from tests.services import free_port, wait_for
 
 
@@ -83,3 +93,20 @@ def test_mqtt_sink_publishes_acked(broker, subscribe):
     assert sorted(orjson.loads(p)["ts"] for _, p in sub.messages) == [
         1_700_000_000_000_000 + i for i in range(50)
     ]
+
+
+@given(
+    st.lists(st.sampled_from(["g1", "g2", "g3"]), min_size=1, max_size=3, unique=True),
+    st.lists(st.text("abcdef", min_size=1, max_size=3), max_size=40),
+)
+def test_assign_gateway_round_robin_and_sticky(gateways, devices):
+    """Devices go round-robin by first sight, and each keeps its gateway."""
+    assignment: dict[str, str] = {}
+    got = [assign_gateway(assignment, gateways, d) for d in devices]
+
+    first_seen = list(dict.fromkeys(devices))
+    expected = {d: gateways[i % len(gateways)] for i, d in enumerate(first_seen)}
+    assert assignment == expected
+    assert got == [expected[d] for d in devices]
+    counts = Counter(assignment.values())
+    assert not counts or max(counts.values()) - min(counts.values()) <= 1
