@@ -219,6 +219,13 @@ def list_alerts(
     click.echo(f"{len(page['alerts'])} alert(s){more}")
 
 
+def _change(api: StreamFlowClient, alert_id: str, action: str, note: str) -> None:
+    """POST an alert's ``ack`` or ``resolve``; print its new state."""
+    path = f"/v1/alerts/{quote(alert_id, safe='')}/{action}"
+    alert = _call(api, "POST", path, json={"note": note})
+    click.echo(f"alert {alert['id']} {alert['state']}")
+
+
 @alerts.command("ack")
 @click.argument("alert_id")
 @click.option("--note", default="", help="Why, or what is being done.")
@@ -226,10 +233,7 @@ def list_alerts(
 @_closing
 def ack(api: StreamFlowClient, alert_id: str, note: str) -> None:
     """Acknowledge an open alert: someone is on it."""
-    alert = _call(
-        api, "POST", f"/v1/alerts/{quote(alert_id, safe='')}/ack", json={"note": note}
-    )
-    click.echo(f"alert {alert['id']} {alert['state']}")
+    _change(api, alert_id, "ack", note)
 
 
 @alerts.command("resolve")
@@ -239,10 +243,4 @@ def ack(api: StreamFlowClient, alert_id: str, note: str) -> None:
 @_closing
 def resolve(api: StreamFlowClient, alert_id: str, note: str) -> None:
     """Resolve an open or acknowledged alert."""
-    alert = _call(
-        api,
-        "POST",
-        f"/v1/alerts/{quote(alert_id, safe='')}/resolve",
-        json={"note": note},
-    )
-    click.echo(f"alert {alert['id']} {alert['state']}")
+    _change(api, alert_id, "resolve", note)
