@@ -76,13 +76,6 @@ class Backlog(Generic[T]):
             self._weight += weight
             self._cond.notify_all()
 
-    def put_now(self, item: T, weight: int = 0) -> None:
-        """Append ``item`` whatever the bounds (a stop marker)."""
-        with self._cond:
-            self._items.append((item, weight))
-            self._weight += weight
-            self._cond.notify_all()
-
     def get(self, timeout: float | None = None) -> T:
         """Take the oldest item, waiting up to ``timeout`` seconds for one.
 
