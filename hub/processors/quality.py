@@ -582,11 +582,9 @@ class QualityProcessor(SeriesProcessor[QualityState]):
             intervals = intervals or _intervals(state.interval_s, dts[:m])
             m = self._before_spike(state, ts[:m], dts, intervals, step_max, delta)
         if m > 0:
-            interval_s = (
-                intervals[m]
-                if intervals is not None
-                else _interval_after(state.interval_s, dts[:m])
-            )
+            if intervals is None:
+                intervals = _intervals(state.interval_s, dts[:m])
+            interval_s = intervals[m]
             self._apply(state, ts, xs, interval_s, step_max, delta, m)
             if runs is None:
                 self._apply_single_runs(state, ts, xs, decays, m)
@@ -829,21 +827,12 @@ def _intervals(interval_s: float, dts: list[float]) -> list[float]:
     out = [interval_s]
     append = out.append
     for d in dts:
+        # min(dt, 3 * interval_s), as _gap takes it.
         if 3 * interval_s < d:
             d = 3 * interval_s
         interval_s += 0.05 * (d - interval_s)
         append(interval_s)
     return out
-
-
-def _interval_after(interval_s: float, dts: list[float]) -> float:
-    """The learned interval after the readings: :func:`_intervals`' last."""
-    for d in dts:
-        # min(dt, 3 * interval_s), as _gap takes it.
-        if 3 * interval_s < d:
-            d = 3 * interval_s
-        interval_s += 0.05 * (d - interval_s)
-    return interval_s
 
 
 def _step_maxima(
