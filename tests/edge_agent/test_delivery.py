@@ -145,13 +145,17 @@ def test_delivery_idle_uplink_sends_at_once_then_batches_while_awaiting_acks(
     agent.submit(readings(1))
     wait_for(lambda: responder.copies(), timeout=10, what="first batch")
     agent.submit(readings(4, start=10))
+    # The stats are a snapshot of the worker's last turn: wait for the one
+    # that buffered the four, then give a wrong send time to happen.
+    wait_for(lambda: agent.stats.pending == 4, timeout=10, what="four buffered")
     time.sleep(0.3)
     held = agent.stats.pending  # not sent: a batch awaits its ack
+    sent_while_waiting = len(responder.received)
     responder.resume()
     # Idle again after the first ack: the four held readings go as one batch.
     wait_for(lambda: agent.stats.acked_readings == 5, timeout=10, what="acks")
 
-    assert held == 4
+    assert (held, sent_while_waiting) == (4, 1)
     assert [len(r.readings) for r in responder.received] == [1, 4]
 
 
