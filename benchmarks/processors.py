@@ -79,7 +79,19 @@ def timed_run(
             host.on_committed(result)
     if host is not None and not host.stop(grace_s=600):
         raise RuntimeError("the processors did not drain within 600 s")
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    if host is not None:
+        # A processor that fails on every batch still drains, and fast: a
+        # rate is only a figure if every reading was processed cleanly.
+        f = host.figures()
+        written = sum(len(b) for blocks in writes for b in blocks)
+        if f["errors"] or f["store_errors"] or f["readings"] != written:
+            raise RuntimeError(
+                f"the processors did not process every reading cleanly: "
+                f"{f['readings']:,} of {written:,} readings, errors {f['errors']}, "
+                f"store errors {f['store_errors']}"
+            )
+    return seconds
 
 
 def run(server: str, writes: int, console: Console) -> ScenarioResult:

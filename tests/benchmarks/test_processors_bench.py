@@ -8,6 +8,9 @@ import pytest
 from rich.console import Console
 
 from benchmarks import processors
+from hub.processors.config import ProcessorRoute, ProcessorsConfig
+from hub.processors.quality import QualityProcessor
+from hub.storage import open_store
 from tests.fix_db import server_dsn
 from tests.services import missing_service
 
@@ -52,3 +55,20 @@ def test_run_measures_every_route_against_the_write_alone():
     assert result.notes == [
         "processors: 1 writes of 60 series x 1000 readings (60,000 readings) per run"
     ]
+
+
+def test_timed_run_refuses_a_rate_of_failed_processing(tmp_path, monkeypatch):
+    """A route that fails on every batch drains fast: no rate, an error instead."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("broken processor")
+
+    monkeypatch.setattr(QualityProcessor, "step", broken)
+    store = open_store(f"sqlite:///{tmp_path}/hub.db")
+    store.migrate()
+    config = ProcessorsConfig(routes=[ProcessorRoute(processor="quality")])
+    try:
+        with pytest.raises(RuntimeError, match=r"errors \{.quality.: 60\}"):
+            processors.timed_run(store, processors.make_writes(1), config)
+    finally:
+        store.close()
