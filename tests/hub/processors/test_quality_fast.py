@@ -39,7 +39,8 @@ VALUE_KINDS = (
     "huge",
 )
 #: How a stretch's readings are spaced.
-TIME_KINDS = ("fixed", "fixed", "jitter", "gap", "dense", "same", "back")
+#: ("far": one jump of 2**53 µs, past which time steps are not exact floats.)
+TIME_KINDS = ("fixed", "fixed", "jitter", "gap", "dense", "same", "back", "far")
 
 CONFIGS = st.fixed_dictionaries(
     {
@@ -94,6 +95,8 @@ def _spacing(timing: str, i: int, spacing_us: int, rng: np.random.Generator) -> 
         return int(rng.integers(0, 2))
     if timing == "back" and i == 0:
         return -spacing_us
+    if timing == "far" and i == 0:
+        return 2**53
     return spacing_us
 
 
