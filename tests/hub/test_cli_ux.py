@@ -228,7 +228,6 @@ def test_pick_device_names_one_with_readings(devices, with_readings, expected):
 # ------------------------------------------------------------ up, end to end
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("speedup", ["0", "-5"])
 def test_up_speedup_not_above_zero_exits_2(runner, data_env, speedup):
     """--speedup must be above 0: refused before anything starts."""
@@ -239,6 +238,7 @@ def test_up_speedup_not_above_zero_exits_2(runner, data_env, speedup):
     assert f"{float(speedup)} is not in the range x>0" in result.stderr
 
 
+@pytest.mark.e2e
 def test_up_child_failing_at_start_is_one_line_exit_2(tmp_path):
     """A hub that cannot reach --mqtt-url: one line with its cause, exit 2."""
     logs = tmp_path / "data" / "logs"
