@@ -60,8 +60,13 @@ def api_url(store, tmp_path, monkeypatch):
 
 @pytest.fixture
 def short_api_url(store, tmp_path, monkeypatch):
-    """Access tokens that live 1 s."""
-    settings = _settings(tmp_path, monkeypatch, access_ttl_s=1)
+    """Access tokens of 2 s.
+
+    JWT times are whole seconds (``iat`` is the second it was issued in), so
+    a token of 2 s lives between 1 and 2 s: one of 1 s could expire between
+    a sign-in and the next request.
+    """
+    settings = _settings(tmp_path, monkeypatch, access_ttl_s=2)
     with serve(create_app(store, settings)) as url:
         yield url
 
@@ -225,22 +230,22 @@ def test_rejected_readings_are_counted(api_url, store):
 
 
 def test_token_expiring_during_replay_is_refreshed(short_api_url, store, intel_head):
-    """Tokens of 1 s over a replay of about 2.7 s: refreshed, nothing lost."""
+    """Tokens of 2 s over a replay of about 5.5 s: refreshed, nothing lost."""
     api = _admin(short_api_url)
     sink = HttpIngestSink(["replay-gw-1"], api)
-    # The slice spans 273 s of data: 2.7 s at 100x, POSTs all along.
+    # The slice spans 273 s of data: 5.5 s at 50x, POSTs all along.
     options = ReplayOptions(
-        speedup=100, timestamps=TimestampMode.NOW, chunk=50, progress=False
+        speedup=50, timestamps=TimestampMode.NOW, chunk=50, progress=False
     )
 
     summary = replay_path(intel_head, sink, "intel", options, threading.Event())
 
-    assert summary.elapsed_s > 2.0  # the pacing, so tokens had to be renewed
+    assert summary.elapsed_s > 4.0  # the pacing, so tokens had to be renewed
     assert summary.sent == HEAD_READINGS
     assert summary.unconfirmed == 0
     assert sink.counts.acked == HEAD_READINGS
     assert store.count_readings() == HEAD_READINGS
-    # The first sign-in and at least two refreshes (at 0.8 s each).
+    # The first sign-in and at least two refreshes (at 1.6 s each).
     assert api.token_requests >= 3
 
 
@@ -251,8 +256,8 @@ def test_expired_token_is_retried_once_after_401(short_api_url, store):
     sink.start()
     try:
         sink.send(_readings(4))
-        # JWT times are whole seconds: 2.1 s is past a 1 s token for sure.
-        time.sleep(2.1)
+        # JWT times are whole seconds: 3.1 s is past a 2 s token for sure.
+        time.sleep(3.1)
         sink.send(_readings(4, device="dev-h2"))
     finally:
         sink.close()
