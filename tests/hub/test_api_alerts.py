@@ -27,12 +27,10 @@ from hub.api import alerts as alerts_api
 from hub.api import create_app, live
 from hub.config import HubSettings
 from hub.storage import open_store
-from hub.storage.base import AlertRecord
+from tests.hub._alerts import MIN, T0, alert, open_alerts
 from tests.services import free_port, wait_port
 from tests.web.server import serve, sse_events
 
-T0 = 1_796_000_000_000_000  # 2026-11-30T…Z, epoch µs
-MIN = 60_000_000
 OPERATOR_PASSWORD = "password-of-the-alert-api-tests"
 
 
@@ -84,25 +82,6 @@ def operator_client(store, tmp_path, monkeypatch):
         assert resp.status_code == 200, resp.text
         c.headers["Authorization"] = f"Bearer {resp.json()['access_token']}"
         yield c
-
-
-def alert(ident: str, opened_us: int, **fields) -> AlertRecord:
-    """An alert about a device, with a fingerprint of its own."""
-    fields.setdefault("device", "dev-1")
-    fields.setdefault("kind", "threshold")
-    fields.setdefault("severity", "warning")
-    return AlertRecord(
-        id=ident,
-        fingerprint=f"device/{fields['device']}/{fields['kind']}/{ident}",
-        summary=f"summary of {ident}",
-        opened_us=opened_us,
-        **fields,
-    )
-
-
-def open_alerts(store, *records: AlertRecord) -> None:
-    for record in records:
-        assert store.open_alert(record, "monitor")
 
 
 @pytest.fixture

@@ -16,30 +16,15 @@ from hub.security.passwords import Passwords
 from hub.security.roles import Role
 from hub.security.store import UserRecord
 from hub.storage import open_store
-from hub.storage.base import AlertRecord
+from tests.hub._alerts import MIN, T0, alert, open_alerts
 from tests.services import free_port
 from tests.web.server import serve
 
-T0 = 1_796_000_000_000_000  # 2026-11-30T…Z, epoch µs
-MIN = 60_000_000
 ADMIN_PASSWORD = "admin-password-of-the-cli-alerts-tests"
 USERS = {
     "ada": (Role.OPERATOR, "ada-password-12"),
     "vic": (Role.VIEWER, "vic-password-12"),
 }
-
-
-def _alert(ident: str, opened_us: int, **fields) -> AlertRecord:
-    fields.setdefault("device", "dev-1")
-    fields.setdefault("kind", "threshold")
-    fields.setdefault("severity", "warning")
-    return AlertRecord(
-        id=ident,
-        fingerprint=f"device/{fields['device']}/{fields['kind']}/{ident}",
-        summary=f"summary of {ident}",
-        opened_us=opened_us,
-        **fields,
-    )
 
 
 @pytest.fixture(params=["sqlite", pytest.param("timescaledb", marks=pytest.mark.db)])
@@ -51,13 +36,13 @@ def store(request, tmp_path):
         url = request.getfixturevalue("pg_dsn")
     s = open_store(url)
     s.migrate()
-    for record in (
-        _alert("al-one", T0 + 1 * MIN, severity="critical"),
-        _alert("al-two", T0 + 2 * MIN, device="dev-2"),
-        _alert("al-three", T0 + 3 * MIN, kind="offline"),
-        _alert("al-four", T0 + 4 * MIN, device="dev-2"),
-    ):
-        assert s.open_alert(record, "monitor")
+    open_alerts(
+        s,
+        alert("al-one", T0 + 1 * MIN, severity="critical"),
+        alert("al-two", T0 + 2 * MIN, device="dev-2"),
+        alert("al-three", T0 + 3 * MIN, kind="offline"),
+        alert("al-four", T0 + 4 * MIN, device="dev-2"),
+    )
     assert s.transition_alert("al-two", "acknowledged", "ann", T0 + 5 * MIN, ("open",))
     assert s.transition_alert(
         "al-three", "resolved", "monitor", T0 + 6 * MIN, ("open",)
