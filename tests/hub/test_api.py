@@ -18,6 +18,7 @@ from protocol.const import RejectReason
 from protocol.models import BufferState, GatewayState
 from protocol.readings import Reject, SeriesBlock
 from protocol.validate import now_us
+from tests.auth_settings import FAST_PASSWORDS
 
 
 def us(text: str) -> int:
@@ -89,9 +90,7 @@ def settings(tmp_path, monkeypatch):
     """Auth on, as in production; the first admin gets ADMIN_PASSWORD."""
     monkeypatch.setenv("STREAMFLOW_ADMIN_PASSWORD", ADMIN_PASSWORD)
     # Cheap argon2: these tests are about the read routes, not the hash.
-    return HubSettings(
-        data_dir=tmp_path, auth={"password_time_cost": 1, "password_memory_kib": 1024}
-    )
+    return HubSettings(data_dir=tmp_path, auth=FAST_PASSWORDS)
 
 
 def signed_in(c: TestClient) -> TestClient:

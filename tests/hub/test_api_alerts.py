@@ -27,6 +27,7 @@ from hub.api import alerts as alerts_api
 from hub.api import create_app, live
 from hub.config import HubSettings
 from hub.storage import open_store
+from tests.auth_settings import FAST_PASSWORDS
 from tests.hub._alerts import MIN, T0, alert, open_alerts
 from tests.services import free_port, wait_port
 from tests.web.server import serve, sse_events
@@ -66,10 +67,7 @@ def client(store, settings):
 def operator_client(store, tmp_path, monkeypatch):
     """Auth on, signed in as the first admin ``admin``: the history names them."""
     monkeypatch.setenv("STREAMFLOW_ADMIN_PASSWORD", OPERATOR_PASSWORD)
-    settings = HubSettings(
-        data_dir=tmp_path,
-        auth={"password_time_cost": 1, "password_memory_kib": 1024},
-    )
+    settings = HubSettings(data_dir=tmp_path, auth=FAST_PASSWORDS)
     with TestClient(create_app(store, settings)) as c:
         resp = c.post(
             "/v1/auth/token",
@@ -744,9 +742,7 @@ def test_api_process_stops_cleanly_with_stream_open(tmp_path):
 def test_alert_routes_need_a_token(store, tmp_path, method, path):
     """With auth on (the default), every alert route refuses a request with no token."""
     open_alerts(store, alert("a1", T0))
-    settings = HubSettings(
-        data_dir=tmp_path, auth={"password_time_cost": 1, "password_memory_kib": 1024}
-    )
+    settings = HubSettings(data_dir=tmp_path, auth=FAST_PASSWORDS)
     with TestClient(create_app(store, settings)) as c:
         resp = c.request(method, path)
 

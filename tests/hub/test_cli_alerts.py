@@ -16,6 +16,7 @@ from hub.security.passwords import Passwords
 from hub.security.roles import Role
 from hub.security.store import UserRecord
 from hub.storage import open_store
+from tests.auth_settings import FAST_PASSWORDS
 from tests.hub._alerts import MIN, T0, alert, open_alerts
 from tests.services import free_port
 from tests.web.server import serve
@@ -54,9 +55,7 @@ def store(request, tmp_path):
 @pytest.fixture
 def api_url(store, tmp_path, monkeypatch):
     monkeypatch.setenv("STREAMFLOW_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    settings = HubSettings(
-        data_dir=tmp_path, auth={"password_time_cost": 1, "password_memory_kib": 1024}
-    )
+    settings = HubSettings(data_dir=tmp_path, auth=FAST_PASSWORDS)
     passwords = Passwords.from_config(settings.auth)
     for name, (role, password) in USERS.items():
         assert store.create_user(UserRecord(name, role, passwords.hash(password)))

@@ -23,6 +23,7 @@ from simulators.cli import replay, simulate
 from simulators.http_sink import HttpIngestSink, encode_envelope
 from simulators.replay import ReplayOptions, replay_path
 from simulators.timeline import TimestampMode
+from tests.auth_settings import FAST_PASSWORDS, with_access_ttl
 from tests.web.server import serve
 
 ADMIN_PASSWORD = "admin-password-of-the-http-sink-tests"
@@ -35,13 +36,11 @@ def _settings(tmp_path, monkeypatch, access_ttl_s: int | None = None):
     monkeypatch.setenv("STREAMFLOW_ADMIN_PASSWORD", ADMIN_PASSWORD)
     settings = HubSettings(
         data_dir=tmp_path,
-        auth={"password_time_cost": 1, "password_memory_kib": 1024, "leeway_s": 0},
+        auth={**FAST_PASSWORDS, "leeway_s": 0},
     )
     if access_ttl_s is None:
         return settings
-    # model_copy skips validation: the floor of 10 s is for sites, not tests.
-    auth = settings.auth.model_copy(update={"access_ttl_s": access_ttl_s})
-    return settings.model_copy(update={"auth": auth})
+    return with_access_ttl(settings, access_ttl_s)
 
 
 @pytest.fixture

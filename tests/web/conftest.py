@@ -30,6 +30,7 @@ from hub.storage import IngestItem, open_store
 from hub.storage.base import AlertRecord, DeviceInfo, Store
 from protocol.readings import SeriesBlock
 from protocol.validate import now_us
+from tests.auth_settings import FAST_PASSWORDS, with_access_ttl
 from tests.services import missing_service
 from tests.web.server import CuttableProxy, serve
 
@@ -157,19 +158,12 @@ def settings_for(tmp_path, auth: bool = True, access_ttl_s: int | None = None):
     settings = HubSettings(
         data_dir=tmp_path,
         api_stream_poll_s=0.05,
-        auth={
-            "enabled": auth,
-            "password_time_cost": 1,
-            "password_memory_kib": 1024,
-            # No clock skew allowance: an expired token is refused at once.
-            "leeway_s": 0,
-        },
+        # No clock skew allowance: an expired token is refused at once.
+        auth={"enabled": auth, **FAST_PASSWORDS, "leeway_s": 0},
     )
     if access_ttl_s is None:
         return settings
-    # model_copy skips validation: the floor of 10 s is for sites, not tests.
-    auth_config = settings.auth.model_copy(update={"access_ttl_s": access_ttl_s})
-    return settings.model_copy(update={"auth": auth_config})
+    return with_access_ttl(settings, access_ttl_s)
 
 
 def add_users(store: Store, settings: HubSettings) -> None:

@@ -20,11 +20,10 @@ from hub.security.passwords import hash_secret
 from hub.security.roles import Role
 from hub.security.store import ClientRecord, UserRecord
 from hub.storage.sqlite import SQLiteStore
+from tests.auth_settings import FAST_PASSWORDS
 
 ADMIN_PASSWORD = "admin-password-of-the-v1-tests"
 PASSWORD = "password-of-a-v1-test-user"
-#: Cheap argon2, so that a sign-in takes milliseconds.
-FAST_PASSWORDS: dict[str, Any] = {"password_time_cost": 1, "password_memory_kib": 1024}
 
 _ids = itertools.count()
 

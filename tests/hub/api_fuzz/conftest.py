@@ -35,13 +35,12 @@ from protocol.logs import LogRecord
 from protocol.models import BufferState, GatewayState
 from protocol.readings import SeriesBlock
 from protocol.validate import now_us
+from tests.auth_settings import FAST_PASSWORDS
 from tests.web.server import serve
 
 ADMIN = "admin"
 ADMIN_PASSWORD = "admin-password-of-the-fuzz-tests"
 PASSWORD = "password-of-a-fuzz-test-user"
-#: Cheap argon2, so that the many user writes of a run stay fast.
-FAST_PASSWORDS: dict[str, Any] = {"password_time_cost": 1, "password_memory_kib": 1024}
 MIN = 60_000_000
 #: Records the audit checks read at most (a run makes a few thousand).
 AUDIT_LIMIT = 1_000_000

@@ -23,12 +23,11 @@ from hub.security.context import SecurityContext
 from hub.security.roles import Role
 from hub.security.store import UserRecord
 from hub.storage.sqlite import SQLiteStore
+from tests.auth_settings import FAST_PASSWORDS
 from tests.web.server import serve
 
 ADMIN_PASSWORD = "admin-password-0f-tests"
 PASSWORD = "password-of-a-test-user"
-#: Cheap argon2, so that a test signs in in milliseconds.
-FAST_PASSWORDS: dict[str, Any] = {"password_time_cost": 1, "password_memory_kib": 1024}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("timescaledb", marks=pytest.mark.db)])
