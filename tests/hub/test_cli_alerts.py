@@ -112,6 +112,7 @@ def test_list_filters(api_url, args, expected):
 def test_list_limit_says_more(api_url):
     result = run(api_url, "vic", "list", "--limit", "1")
 
+    assert result.exit_code == 0, result.output
     assert listed(result.output) == ["al-four"]
     assert "1 alert(s) (more: raise --limit)" in result.output
 

@@ -267,6 +267,12 @@ def test_matches_agrees_with_regex_reference(topic_filter, topic):
     assert topics.matches(topic_filter, topic) is _reference(topic_filter, topic)
 
 
+@given(topic_filter=_FILTERS)
+def test_check_filter_accepts_every_valid_filter(topic_filter):
+    """Any filter of whole-level wildcards (# only last) passes unchanged."""
+    assert topics.check_filter(topic_filter) == topic_filter
+
+
 @pytest.mark.parametrize(
     "value", ["sf/v1/dev/+/up/telemetry", "tele/+/SENSOR", "zigbee2mqtt/#", "#", "+"]
 )

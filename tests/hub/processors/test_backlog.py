@@ -101,5 +101,5 @@ def test_backlog_keeps_order_and_its_bounds(max_items, max_weight, ops):
         elif model:
             assert q.get(timeout=0) == model.pop(0)[0]
         assert (q.qsize(), q.weight()) == (len(model), sum(x for _, x in model))
-        assert len(model) <= max_items
-        assert len(model) == 1 or q.weight() <= max_weight
+        assert q.qsize() <= max_items
+        assert q.qsize() <= 1 or q.weight() <= max_weight
