@@ -29,7 +29,7 @@ from hub.config import HubSettings
 from hub.storage import open_store
 from tests.auth_settings import FAST_PASSWORDS
 from tests.hub._alerts import MIN, T0, alert, open_alerts
-from tests.services import free_port, wait_port
+from tests.services import free_port, wait_for, wait_port
 from tests.web.server import serve, sse_events
 
 OPERATOR_PASSWORD = "password-of-the-alert-api-tests"
@@ -776,6 +776,18 @@ def test_store_listener_wakes_on_each_committed_change(store):
     assert returned == [True]
 
 
+def _listening(dsn: str) -> bool:
+    """Whether a session of this database is listening for alert changes."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+        ).fetchone()
+    return row is not None and row[0] > 0
+
+
 @pytest.mark.db
 def test_stream_on_timescaledb_is_woken_by_the_commit_not_the_poll(pg_dsn, tmp_path):
     """With a 60 s poll, a change still arrives: the commit's NOTIFY wakes the feed."""
@@ -792,6 +804,9 @@ def test_stream_on_timescaledb_is_woken_by_the_commit_not_the_poll(pg_dsn, tmp_p
         ):
             lines = resp.iter_lines()
             assert next(sse_events(lines)) == {"retry": "2000"}
+            # The feed reads once more when its LISTEN takes hold: open the
+            # alert after that, so that only the commit's NOTIFY can wake it.
+            wait_for(lambda: _listening(pg_dsn), timeout=10, what="LISTEN")
             open_alerts(store, alert("woken", T0))
             (event,) = read_alert_events(lines, 1)  # within httpx's 10 s
     finally:
